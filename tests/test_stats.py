@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from utils import stats
+
+
+def test_power_law_fit_recovers_an_exact_law():
+    x = np.array([2.0, 4, 8, 16, 32])
+    slope, intercept = stats.power_law_fit(x, 3 * x**0.5)
+    assert slope == pytest.approx(0.5) and np.exp(intercept) == pytest.approx(3)
+
+
+def test_power_law_fit_rejects_non_positive_values():
+    with pytest.raises(ValueError, match="finite, positive"):
+        stats.power_law_fit([1, 2], [0, 1])
+    with pytest.raises(ValueError, match="equal length"):
+        stats.power_law_fit([1, 2, 3], [1, 2])
+
+
+def test_bootstrap_median_ci_brackets_the_median():
+    v = np.random.default_rng(0).normal(5, 1, 500)
+    lo, hi = stats.bootstrap_median_ci(v)
+    assert lo < np.median(v) < hi and hi - lo < 0.5
+    with pytest.raises(ValueError, match="level must be in"):
+        stats.bootstrap_median_ci(v, level=1.5)

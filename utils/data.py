@@ -1,0 +1,246 @@
+"""Data sets of the book, all as in-memory float tensors with inputs in [0, 1].
+
+``small`` scale: 2-D toy problems (``moons``, ``circles``, ``spirals``, ``blobs``) and scikit-learn's 8×8
+handwritten ``digits`` (real scans that ship inside the package). ``full`` scale: ``mnist``,
+``fashion-mnist`` and ``cifar10`` through torchvision, downloaded into ``root`` once and read from there.
+Images are ``(N, C, H, W)``; toy points are ``(N, 2)``. Labels are ``int64``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn import datasets as skdata
+from sklearn.model_selection import train_test_split
+
+from .config import resolve
+
+TOY = ("moons", "circles", "spirals", "blobs")
+TORCHVISION = ("mnist", "fashion-mnist", "cifar10")
+NAMES = (*TOY, "digits", *TORCHVISION)
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A data set's files are not on disk and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split held in memory: inputs in [0, 1], integer labels ``0 … num_classes-1``."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    name: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(2,)`` for toy points or ``(1, 8, 8)`` for digits."""
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """The same data on ``device``."""
+        return replace(
+            self, **{f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")}
+        )
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
+        """The first ``n_train`` training and ``n_test`` test examples (``None`` keeps all)."""
+        for label, n, total in (("n_train", n_train, len(self.y_train)), ("n_test", n_test, len(self.y_test))):
+            if n is not None and not 1 <= n <= total:
+                raise ValueError(f"{label} must be between 1 and {total}, got {n}")
+        return replace(
+            self,
+            x_train=self.x_train[:n_train],
+            y_train=self.y_train[:n_train],
+            x_test=self.x_test[:n_test],
+            y_test=self.y_test[:n_test],
+        )
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path = "data",
+    download: bool = True,
+    seed: int = 0,
+    n_samples: int = 2000,
+    noise: float | None = None,
+) -> Dataset:
+    """Load the data set ``name`` (one of :data:`NAMES`).
+
+    ``seed`` draws the toy points and the digits train/test split (70/30, stratified); the torchvision
+    data sets use their official split. ``n_samples`` (toy sets only) is split half/half into train and
+    test, and ``noise`` overrides the toy set's default noise level. A relative ``root`` is taken from the
+    book's root folder. Raises :class:`DatasetUnavailableError` when files are missing and cannot be
+    downloaded.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if name in TOY:
+        return _toy(name, seed=seed, n_samples=n_samples, noise=noise)
+    if name == "digits":
+        return _digits(seed)
+    root = resolve(root)
+    if name == "cifar10":
+        return _cifar10(root, download)
+    return _mnist_like(name, root, download)
+
+
+def _to_unit_box(x: np.ndarray, pad: float = 0.05) -> np.ndarray:
+    """Affine map of each coordinate onto [pad, 1 - pad]: x' = pad + (1 - 2 pad)(x - min)/(max - min)."""
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    return pad + (1 - 2 * pad) * (x - lo) / (hi - lo)
+
+
+def _spirals(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spirals: r = t, angle t for t ~ U(π/2, 3π); the second class is rotated by π."""
+    y = rng.integers(0, 2, n)
+    t = rng.uniform(np.pi / 2, 3 * np.pi, n)
+    x = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) * np.where(y == 0, 1, -1)[:, None]
+    return x + noise * rng.standard_normal(x.shape), y
+
+
+def _toy(name: str, *, seed: int, n_samples: int, noise: float | None) -> Dataset:
+    """Generate a 2-D toy problem, scaled into the unit square and split half/half."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 4:
+        raise ValueError(f"n_samples must be an integer >= 4, got {n_samples!r}")
+    if noise is not None and noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    defaults = {"moons": 0.15, "circles": 0.08, "spirals": 0.5, "blobs": 1.5}
+    noise = defaults[name] if noise is None else noise
+    rng = np.random.default_rng(seed)
+    if name == "moons":
+        x, y = skdata.make_moons(n_samples, noise=noise, random_state=seed)
+    elif name == "circles":
+        x, y = skdata.make_circles(n_samples, noise=noise, factor=0.5, random_state=seed)
+    elif name == "spirals":
+        x, y = _spirals(n_samples, noise, rng)
+    else:
+        x, y = skdata.make_blobs(n_samples, centers=3, cluster_std=noise, random_state=seed)
+    x = torch.tensor(_to_unit_box(x), dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.int64)
+    half = n_samples // 2
+    return Dataset(x[:half], y[:half], x[half:], y[half:], int(y.max()) + 1, name)
+
+
+def _digits(seed: int) -> Dataset:
+    """scikit-learn's 1,797 8×8 digit scans (grey levels 0–16, scaled to [0, 1]), split 70/30 stratified."""
+    bunch = skdata.load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, bunch.target, test_size=0.3, random_state=seed, stratify=bunch.target
+    )
+    as_t = lambda a, dt: torch.tensor(a, dtype=dt)  # noqa: E731
+    return Dataset(
+        as_t(x_tr, torch.float32), as_t(y_tr, torch.int64), as_t(x_te, torch.float32),
+        as_t(y_te, torch.int64), 10, "digits",
+    )
+
+
+def _unavailable(name: str, folder: Path, missing: list[str], urls: list[str], why: str) -> DatasetUnavailableError:
+    """The error raised when files of ``name`` are missing: what is missing, where it goes, how to get it."""
+    listing = "\n".join(f"  - {folder / m}" for m in missing)
+    sources = "\n".join(f"  - {u}" for u in urls)
+    return DatasetUnavailableError(
+        f"data set {name!r} is not available: {why}.\nMissing files:\n{listing}\n"
+        f"Download them (on a machine with internet access) from\n{sources}\n"
+        f"and place them, unpacked, in {folder}; or run load_dataset({name!r}, download=True) where the "
+        "internet is reachable (for instance on Colab)."
+    )
+
+
+@contextlib.contextmanager
+def _bounded_download():
+    """Limit every socket operation to DOWNLOAD_TIMEOUT_S seconds and keep torchvision's chatter quiet."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _fetch(name: str, folder: Path, expected: list[str], urls: list[str], download: bool, get) -> None:
+    """Make sure every file of ``expected`` is in ``folder``, calling ``get()`` to download them if allowed."""
+    missing = [f for f in expected if not (folder / f).is_file()]
+    if not missing:
+        return
+    if not download:
+        raise _unavailable(name, folder, missing, urls, "the files are not on disk and download=False")
+    try:
+        with _bounded_download():
+            get()
+    except Exception as err:  # every network or archive failure becomes one clear error
+        raise _unavailable(name, folder, missing, urls, f"the download failed ({type(err).__name__}: {err})") from None
+    missing = [f for f in expected if not (folder / f).is_file()]
+    if missing:
+        raise _unavailable(name, folder, missing, urls, "the download did not produce every file")
+
+
+def _mnist_like(name: str, root: Path, download: bool) -> Dataset:
+    """MNIST or Fashion-MNIST from the IDX files in ``root/<MNIST|FashionMNIST>/raw``."""
+    from torchvision import datasets as tv
+
+    cls = tv.MNIST if name == "mnist" else tv.FashionMNIST
+    folder = root / cls.__name__ / "raw"
+    expected = [Path(url).stem for url, _ in cls.resources]
+    urls = [f"{cls.mirrors[0]}{url}" for url, _ in cls.resources]
+    _fetch(name, folder, expected, urls, download, lambda: cls(str(root), train=True, download=True))
+    parts = []
+    for train in (True, False):
+        ds = cls(str(root), train=train, download=False)
+        parts += [(ds.data.float() / 255.0)[:, None], ds.targets.long()]
+    return Dataset(*parts, num_classes=10, name=name)
+
+
+def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read CIFAR-10 python batch files (pickled dicts with ``data`` (N, 3072) uint8 and ``labels``)."""
+    xs, ys = [], []
+    for n in names:
+        with open(folder / n, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(entry["labels"])
+    return torch.from_numpy(np.concatenate(xs)).float() / 255.0, torch.tensor(ys, dtype=torch.int64)
+
+
+def _cifar10(root: Path, download: bool) -> Dataset:
+    """CIFAR-10 from the python batches in ``root/cifar-10-batches-py``."""
+    from torchvision import datasets as tv
+
+    folder = root / tv.CIFAR10.base_folder
+    train_files = [n for n, _ in tv.CIFAR10.train_list]
+    test_files = [n for n, _ in tv.CIFAR10.test_list]
+    _fetch(
+        "cifar10", folder, train_files + test_files, [tv.CIFAR10.url], download,
+        lambda: tv.CIFAR10(str(root), train=True, download=True),
+    )
+    return Dataset(*_read_cifar_batches(folder, train_files), *_read_cifar_batches(folder, test_files), 10, "cifar10")
+
+
+def embed(data: Dataset, dim: int, *, seed: int = 0) -> Dataset:
+    """The 2-D toy set ``data`` placed on a random plane of ℝ^dim: x ↦ Q(x − ½·1), with Q ∈ ℝ^{dim×2} having
+    orthonormal columns (QR of a Gaussian matrix). Distances within the plane are preserved, so the
+    classification problem is the same in every dimension; the points are centred at the origin and no
+    longer confined to [0, 1]."""
+    if data.input_shape != (2,):
+        raise ValueError(f"embed needs 2-D points, {data.name!r} has inputs {data.input_shape}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+        raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
+    q, _ = torch.linalg.qr(torch.randn(dim, 2, generator=torch.Generator().manual_seed(seed)))
+    return replace(data, x_train=(data.x_train - 0.5) @ q.T, x_test=(data.x_test - 0.5) @ q.T,
+                   name=f"{data.name} in R^{dim}")

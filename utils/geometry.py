@@ -1,0 +1,267 @@
+"""Decision-boundary geometry: logit margins, distances to the boundary along given directions, and the
+exact distance for linear classifiers.
+
+A point x with prediction ŷ = argmax_k f(x)_k is flipped by a step t·u (‖u‖₂ = 1) when
+argmax_k f(x + t u)_k ≠ ŷ. :func:`distance_along` finds the smallest such t for many points and many
+directions at once (a scan on a geometric grid, then bisection), with one batched forward pass per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from . import config, plotting
+from .data import Dataset, embed
+from .models import MLP
+from .train import _check_pair, evaluate, fit, logits, predict
+
+
+def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Logit margin per sample.
+
+    Without ``y``: z₍₁₎ − z₍₂₎, the gap between the two largest logits (≥ 0, zero on the boundary).
+    With ``y``: z_y − max_{k≠y} z_k, negative for a misclassified sample.
+    """
+    _check_pair(x, y)
+    z = logits(model, x)
+    if y is None:
+        top2 = z.topk(2, dim=1).values
+        return top2[:, 0] - top2[:, 1]
+    y = y.to(z.device)
+    true = z.gather(1, y[:, None]).squeeze(1)
+    others = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+    return true - others
+
+
+def margin_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """∇ₓ (z_ŷ − z_r) per sample, where ŷ and r are the top two classes at x: the local normal of the
+    nearest boundary between them (exactly normal for a linear model)."""
+    _check_pair(x)
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach().clone().requires_grad_(True)
+        z = model(x)
+        top2 = z.topk(2, dim=1).indices
+        gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
+        (grad,) = torch.autograd.grad(gap.sum(), x)
+    finally:
+        model.train(was_training)
+    return grad
+
+
+def sample_sphere(n: int, shape: tuple[int, ...], *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` directions drawn uniformly from the unit L2 sphere in ℝ^{prod(shape)}: u = g/‖g‖, g ~ N(0, I)."""
+    if n < 1 or not shape or any(s < 1 for s in shape):
+        raise ValueError(f"need n >= 1 and a non-empty shape of positive sizes, got n={n}, shape={shape}")
+    g = torch.randn(n, *shape, generator=generator)
+    return g / g.flatten(1).norm(dim=1).view(-1, *[1] * len(shape))
+
+
+def distance_along(
+    model: nn.Module,
+    x: torch.Tensor,
+    directions: torch.Tensor,
+    *,
+    max_radius: float = 10.0,
+    min_radius: float = 1e-4,
+    n_scan: int = 64,
+    n_bisect: int = 24,
+    batch_size: int = 8192,
+) -> torch.Tensor:
+    """Smallest t ∈ (0, max_radius] with argmax f(x + t·u) ≠ argmax f(x), u = d/‖d‖₂, for every sample and
+    direction; ``inf`` where the ray does not flip within ``max_radius``.
+
+    ``directions`` is shaped like ``x`` (one direction per sample → result ``(N,)``) or
+    ``(N, K, *x.shape[1:])`` (K per sample → ``(N, K)``). The first flip is bracketed on the geometric grid
+    tⱼ = min_radius·(max_radius/min_radius)^{j/(n_scan−1)} and then bisected ``n_bisect`` times, so the
+    result is within (grid ratio − 1)·t / 2^n_bisect above the first crossing the grid sees.
+    """
+    _check_pair(x)
+    if not 0 < min_radius < max_radius:
+        raise ValueError(f"need 0 < min_radius < max_radius, got {min_radius} and {max_radius}")
+    if n_scan < 2 or n_bisect < 0:
+        raise ValueError(f"need n_scan >= 2 and n_bisect >= 0, got {n_scan} and {n_bisect}")
+    per_sample = directions.shape == x.shape
+    if not per_sample and (directions.dim() != x.dim() + 1 or directions.shape[0] != x.shape[0]
+                           or directions.shape[2:] != x.shape[1:]):
+        raise ValueError(
+            f"directions must be shaped like x {tuple(x.shape)} or (N, K, *x.shape[1:]); got {tuple(directions.shape)}"
+        )
+    dirs = directions if not per_sample else directions[:, None]
+    k = dirs.shape[1]
+    norms = dirs.flatten(2).norm(dim=2)
+    if (norms == 0).any():
+        raise ValueError("every direction must be non-zero")
+    u = (dirs / norms.view(*norms.shape, *[1] * (dirs.dim() - 2))).flatten(0, 1)
+    origin = x.repeat_interleave(k, dim=0)
+    label = predict(model, x, batch_size=batch_size).repeat_interleave(k)
+    bcast = (-1, *[1] * (x.dim() - 1))
+
+    def flips(rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return predict(model, origin[rows] + t.view(bcast) * u[rows], batch_size=batch_size) != label[rows]
+
+    grid = torch.logspace(math.log10(min_radius), math.log10(max_radius), n_scan, dtype=x.dtype, device=x.device)
+    hi = torch.full((len(u),), math.inf, dtype=x.dtype, device=x.device)
+    lo = torch.zeros(len(u), dtype=x.dtype, device=x.device)
+    for j, t in enumerate(grid):
+        rows = torch.isinf(hi).nonzero().squeeze(1)
+        if len(rows) == 0:
+            break
+        hit = rows[flips(rows, t.expand(len(rows)))]
+        hi[hit], lo[hit] = t, (grid[j - 1] if j > 0 else 0.0)
+    rows = torch.isfinite(hi).nonzero().squeeze(1)
+    a, b = lo[rows], hi[rows]
+    for _ in range(n_bisect if len(rows) else 0):
+        mid = (a + b) / 2
+        hit = flips(rows, mid)
+        a, b = torch.where(hit, a, mid), torch.where(hit, mid, b)
+    hi[rows] = b
+    out = hi.view(len(x), k)
+    return out[:, 0] if per_sample else out
+
+
+def line_distance(model: nn.Module, x: torch.Tensor, directions: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Distance to the boundary along the line through x in direction ±u: min(distance_along(u),
+    distance_along(−u)). Same shapes and keywords as :func:`distance_along`."""
+    per_sample = directions.shape == x.shape
+    both = torch.stack([directions, -directions], dim=1) if per_sample else torch.cat([directions, -directions], 1)
+    d = distance_along(model, x, both, **kwargs)
+    return d.amin(dim=1) if per_sample else torch.minimum(*d.chunk(2, dim=1))
+
+
+def flat_boundary_ratio(dim: int, q: float = 0.5) -> float:
+    """Quantile ``q`` of r_random / r_min for a flat boundary in ℝ^dim.
+
+    Along a uniformly random line the boundary is met at r_min/|cos θ|, where cos²θ ~ Beta(½, (dim−1)/2)
+    (≈ χ²₁/dim for large dim); so the ratio's quantile is 1/√(Beta⁻¹(1 − q)), which grows like √dim.
+    """
+    if dim < 2 or not 0 < q < 1:
+        raise ValueError(f"need dim >= 2 and 0 < q < 1, got dim={dim}, q={q}")
+    return float(1 / np.sqrt(stats.beta.ppf(1 - q, 0.5, (dim - 1) / 2)))
+
+
+def normal_and_random_radii(
+    model: nn.Module, x: torch.Tensor, n_directions: int, *, generator: torch.Generator | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per point: r_normal, the distance along the descent direction −∇ₓ(z₍₁₎ − z₍₂₎) (the linearized
+    shortest way to the boundary, shape ``(N,)``), and the distances along ``n_directions`` uniformly
+    random lines through it (shape ``(N, n_directions)``). Keywords go to :func:`distance_along`."""
+    if n_directions < 1:
+        raise ValueError(f"n_directions must be >= 1, got {n_directions}")
+    r_normal = distance_along(model, x, -margin_gradient(model, x), **kwargs)
+    dirs = sample_sphere(len(x) * n_directions, tuple(x.shape[1:]), generator=generator).to(x.device)
+    return r_normal, line_distance(model, x, dirs.view(len(x), n_directions, *x.shape[1:]), **kwargs)
+
+
+def dimension_sweep(
+    data: Dataset,
+    dims: list[int],
+    *,
+    n_points: int = 150,
+    n_directions: int = 32,
+    eps: float = 0.1,
+    hidden: tuple[int, ...] = (64, 64),
+    seed: int = 0,
+    **kwargs,
+) -> list[dict[str, float]]:
+    """For each dim: embed the 2-D ``data`` in ℝ^dim (:func:`data.embed`), train an MLP there (Adam,
+    100 epochs), and measure on ``n_points`` test points the minimal radius r_min, the ratio
+    r_random/r_min over ``n_directions`` random lines (median, and the flat-boundary prediction
+    :func:`flat_boundary_ratio`), and the flip rates of steps of length ``eps`` along the descent
+    direction and along random directions. Points whose r_min is not found (inf) are left out."""
+    if not dims or any(d < 2 for d in dims):
+        raise ValueError(f"dims must be a non-empty list of integers >= 2, got {dims}")
+    rows, dev = [], config.device()
+    for dim in dims:
+        emb = embed(data, dim, seed=seed).to(dev)
+        model = MLP(dim, hidden, data.num_classes)
+        fit(model, emb, epochs=100, lr=1e-2, batch_size=100, seed=seed, progress=False, device=dev)
+        x = emb.x_test[:n_points]
+        gen = torch.Generator().manual_seed(seed)
+        r_min, r_random = normal_and_random_radii(model, x, n_directions, generator=gen, **kwargs)
+        ok = torch.isfinite(r_min)
+        ratio = r_random[ok] / r_min[ok, None]
+        steps = sample_sphere(len(x) * n_directions, (dim,), generator=gen).to(dev)
+        normal = -margin_gradient(model, x)
+        normal = normal / normal.norm(dim=1, keepdim=True)
+        label = predict(model, x)
+        moved = x.repeat_interleave(n_directions, dim=0) + eps * steps
+        rows.append({
+            "dim": dim,
+            "test_accuracy": evaluate(model, emb.x_test, emb.y_test),
+            "median_r_min": r_min[ok].median().item(),
+            "median_ratio": ratio.median().item(),
+            "flat_prediction": flat_boundary_ratio(dim),
+            "flip_rate_normal": (predict(model, x + eps * normal) != label).float().mean().item(),
+            "flip_rate_random": (predict(model, moved) != label.repeat_interleave(n_directions)).float().mean().item(),
+            "points_used": int(ok.sum()),
+        })
+    return rows
+
+
+def linear_boundary(model: MLP) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w, b) of a two-class linear model in input coordinates: f(x)₁ − f(x)₀ = wᵀx + b, with the model's
+    normalization folded in (w = (W₁ − W₀)/σ, b = b₁ − b₀ − wᵀμ)."""
+    layers = [m for m in model.layers if isinstance(m, nn.Linear)] if isinstance(model, MLP) else []
+    if len(layers) != 1 or layers[0].out_features != 2:
+        raise ValueError("linear_boundary needs a two-class linear MLP (hidden=() and num_classes=2)")
+    lin, norm = layers[0], model.normalize
+    with torch.no_grad():
+        w = (lin.weight[1] - lin.weight[0]) / norm.std.flatten().expand(lin.in_features)
+        b = lin.bias[1] - lin.bias[0] - (w * norm.mean.flatten().expand(lin.in_features)).sum()
+    return w.clone(), b.clone()
+
+
+def hyperplane_distance(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
+    """Euclidean distance from each row of x to the hyperplane {z : wᵀz + b = 0}: |wᵀx + b| / ‖w‖₂."""
+    if x.dim() != 2 or w.dim() != 1 or x.shape[1] != w.shape[0]:
+        raise ValueError(f"need x shaped (N, D) and w shaped (D,), got {tuple(x.shape)} and {tuple(w.shape)}")
+    return (x @ w + b).abs() / w.norm()
+
+
+def plot_decision_boundary(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    ax: plt.Axes | None = None,
+    shade: str = "class",
+    resolution: int = 250,
+    title: str | None = None,
+) -> plt.Axes:
+    """Decision regions of a model on 2-D inputs, its boundary (black line) and the data points.
+
+    ``shade="class"`` colours each region by its predicted class; ``shade="margin"`` shows the logit
+    margin z₍₁₎ − z₍₂₎ instead (dark near the boundary).
+    """
+    _check_pair(x, y)
+    if x.shape[1] != 2:
+        raise ValueError(f"plot_decision_boundary needs 2-D inputs, got {x.shape[1]}-D")
+    if shade not in ("class", "margin"):
+        raise ValueError(f"shade must be 'class' or 'margin', got {shade!r}")
+    ax = ax or plt.subplots()[1]
+    lo, hi = x.min(0).values - 0.05, x.max(0).values + 0.05
+    g0, g1 = (torch.linspace(lo[i].item(), hi[i].item(), resolution) for i in range(2))
+    grid = torch.cartesian_prod(g0, g1)
+    cls = predict(model, grid).view(resolution, resolution).T.numpy()
+    xs, ys = g0.numpy(), g1.numpy()
+    k = int(max(cls.max(), y.max().item())) + 1
+    if shade == "class":
+        ax.contourf(xs, ys, cls, levels=np.arange(k + 1) - 0.5, colors=plotting.class_colors(k), alpha=0.25)
+    else:
+        m = margin(model, grid).view(resolution, resolution).T.numpy()
+        im = ax.pcolormesh(xs, ys, m, cmap="magma", shading="auto")
+        plt.colorbar(im, ax=ax, label="logit margin $z_{(1)} - z_{(2)}$")
+    ax.contour(xs, ys, cls, levels=np.arange(k - 1) + 0.5, colors="black", linewidths=1.2)
+    ax.scatter(*x.T.numpy(), c=[plotting.class_colors(k)[i] for i in y.tolist()], s=8, edgecolors="white",
+               linewidths=0.3)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title, aspect="equal")
+    return ax

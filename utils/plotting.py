@@ -1,0 +1,52 @@
+"""One figure style for the whole book, and the plot helpers chapters share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+PALETTE = "colorblind"
+
+
+def set_style() -> None:
+    """The book's figure style: seaborn's whitegrid theme, the colour-blind palette, readable sizes."""
+    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
+    mpl.rcParams.update({
+        "figure.dpi": 100, "savefig.dpi": 150, "figure.figsize": (6.4, 4.0), "axes.titlesize": "medium",
+        "figure.constrained_layout.use": True, "legend.frameon": False,
+    })
+
+
+def class_colors(k: int) -> list[tuple[float, float, float]]:
+    """``k`` distinguishable colours, one per class, the same in every figure."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return sns.color_palette(PALETTE, max(k, 2))[:k]
+
+
+def subplots(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.6, **kwargs):
+    """``plt.subplots`` with panels of ``width`` × ``height`` inches each, in the book's style."""
+    set_style()
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs)
+
+
+def loglog_with_fit(
+    ax: plt.Axes,
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    slope: float,
+    intercept: float,
+    *,
+    label: str,
+    fit_label: str | None = None,
+) -> None:
+    """Plot points (x, y) on log-log axes with the fitted line log y = intercept + slope · log x."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ax.loglog(x, y, "o", label=label)
+    xs = np.geomspace(x.min(), x.max(), 100)
+    ax.loglog(xs, np.exp(intercept) * xs**slope, "-", alpha=0.8,
+              label=fit_label or f"fit: slope {slope:.2f}")
