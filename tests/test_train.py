@@ -116,3 +116,13 @@ def test_a_mismatched_cache_file_is_retrained(isolated_root, counted_fit):
     with pytest.warns(UserWarning, match="unusable"):
         train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
     assert len(counted_fit) == 2
+
+
+def test_pretrained_weights_do_not_depend_on_what_ran_before(tmp_path, monkeypatch):
+    weights = []
+    for draws in (1, 7):
+        monkeypatch.setenv("BOOK_ROOT", str(tmp_path / str(draws)))
+        torch.rand(draws)  # other code consuming the global random stream first
+        model = train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])

@@ -182,6 +182,7 @@ def dimension_sweep(
     rows, dev = [], config.device()
     for dim in dims:
         emb = embed(data, dim, seed=seed).to(dev)
+        config.set_seed(seed)
         model = MLP(dim, hidden, data.num_classes)
         fit(model, emb, epochs=100, lr=1e-2, batch_size=100, seed=seed, progress=False, device=dev)
         x = emb.x_test[:n_points]

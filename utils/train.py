@@ -227,6 +227,7 @@ def pretrained(
         data = load_dataset(dataset_name, seed=seed)
     elif data.name != dataset_name:
         raise ValueError(f"data is {data.name!r} but dataset_name is {dataset_name!r}")
+    config.set_seed(seed)  # the initial weights must not depend on what ran before
     model = build_model(model_name, data, hidden=hidden)
     key = {"model": model_name, "dataset": dataset_name, "seed": seed, "hidden": hidden,
            "recipe": asdict(recipe), "format": CACHE_FORMAT, "n_train": len(data.y_train)}
