@@ -143,11 +143,8 @@ def _digits(seed: int) -> Dataset:
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, bunch.target, test_size=0.3, random_state=seed, stratify=bunch.target
     )
-    as_t = lambda a, dt: torch.tensor(a, dtype=dt)  # noqa: E731
-    return Dataset(
-        as_t(x_tr, torch.float32), as_t(y_tr, torch.int64), as_t(x_te, torch.float32),
-        as_t(y_te, torch.int64), 10, "digits",
-    )
+    x_tr, x_te = torch.from_numpy(x_tr), torch.from_numpy(x_te)
+    return Dataset(x_tr, torch.from_numpy(y_tr).long(), x_te, torch.from_numpy(y_te).long(), 10, "digits")
 
 
 def _unavailable(name: str, folder: Path, missing: list[str], urls: list[str], why: str) -> DatasetUnavailableError:
