@@ -149,14 +149,16 @@ def flat_boundary_ratio(dim: int, q: float = 0.5) -> float:
 
 def normal_and_random_radii(
     model: nn.Module, x: torch.Tensor, n_directions: int, *, generator: torch.Generator | None = None,
-    **kwargs,
+    descent: torch.Tensor | None = None, **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per point: r_normal, the distance along the descent direction −∇ₓ(z₍₁₎ − z₍₂₎) (the linearized
-    shortest way to the boundary, shape ``(N,)``), and the distances along ``n_directions`` uniformly
-    random lines through it (shape ``(N, n_directions)``). Keywords go to :func:`distance_along`."""
+    shortest way to the boundary, shape ``(N,)``; pass ``descent`` if it is already computed), and the
+    distances along ``n_directions`` uniformly random lines through it (shape ``(N, n_directions)``).
+    Keywords go to :func:`distance_along`."""
     if n_directions < 1:
         raise ValueError(f"n_directions must be >= 1, got {n_directions}")
-    r_normal = distance_along(model, x, -margin_gradient(model, x), **kwargs)
+    descent = -margin_gradient(model, x) if descent is None else descent
+    r_normal = distance_along(model, x, descent, **kwargs)
     dirs = sample_sphere(len(x) * n_directions, tuple(x.shape[1:]), generator=generator).to(x.device)
     return r_normal, line_distance(model, x, dirs.view(len(x), n_directions, *x.shape[1:]), **kwargs)
 
@@ -187,11 +189,11 @@ def dimension_sweep(
         fit(model, emb, epochs=100, lr=1e-2, batch_size=100, seed=seed, progress=False, device=dev)
         x = emb.x_test[:n_points]
         gen = torch.Generator().manual_seed(seed)
-        r_min, r_random = normal_and_random_radii(model, x, n_directions, generator=gen, **kwargs)
+        normal = -margin_gradient(model, x)
+        r_min, r_random = normal_and_random_radii(model, x, n_directions, generator=gen, descent=normal, **kwargs)
         ok = torch.isfinite(r_min)
         ratio = r_random[ok] / r_min[ok, None]
         steps = sample_sphere(len(x) * n_directions, (dim,), generator=gen).to(dev)
-        normal = -margin_gradient(model, x)
         normal = normal / normal.norm(dim=1, keepdim=True)
         label = predict(model, x)
         moved = x.repeat_interleave(n_directions, dim=0) + eps * steps
