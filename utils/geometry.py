@@ -29,7 +29,11 @@ def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> 
     With ``y``: z_y − max_{k≠y} z_k, negative for a misclassified sample.
     """
     _check_pair(x, y)
-    z = logits(model, x)
+    return logit_margin(logits(model, x), y)
+
+
+def logit_margin(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`margin` from logits ``z`` of shape ``(N, K)`` already computed (differentiable)."""
     if y is None:
         top2 = z.topk(2, dim=1).values
         return top2[:, 0] - top2[:, 1]
