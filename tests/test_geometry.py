@@ -113,3 +113,14 @@ def test_plot_decision_boundary_labels_its_axes():
         geometry.plot_decision_boundary(half_plane(), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="shade must be"):
         geometry.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="loss")
+
+
+def test_flat_boundary_flip_probability():
+    # in the plane a step of twice the distance crosses when the angle to the normal is below 60°: 1/3
+    assert geometry.flat_boundary_flip_probability(2, [0.5, 1.0, 2.0]).tolist() == pytest.approx([0, 0, 1 / 3])
+    u = geometry.sample_sphere(40000, (50,), generator=torch.Generator().manual_seed(2))
+    # s.e. of a fraction near 0.09 over 40,000 draws is 0.0014
+    assert (u[:, 0] >= 1 / 3).float().mean().item() == pytest.approx(
+        geometry.flat_boundary_flip_probability(50, 3.0).item(), abs=0.006)
+    with pytest.raises(ValueError, match="need dim >= 2"):
+        geometry.flat_boundary_flip_probability(1, 2.0)

@@ -210,7 +210,8 @@ def _logits_and_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
 
 
 def deepfool(
-    model: nn.Module, x: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02, refine: bool = True
+    model: nn.Module, x: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02, refine: bool = True,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """DeepFool (Moosavi-Dezfooli et al., 2016): the smallest L2 perturbation δ that changes the prediction
     ŷ, found by linearizing every class boundary: at x_t, with f_k = z_k − z_ŷ and w_k = ∇f_k,
@@ -218,10 +219,15 @@ def deepfool(
     x + (1 + overshoot)·Σr flips. With ``refine`` the result is then shrunk to the first prediction change
     along its own direction (:func:`geometry.distance_along`, plus 10⁻⁴ relative), which removes the
     overshoot. Box constraints
-    are ignored, as in the original. Rows that do not flip within ``steps`` iterations are NaN.
+    are ignored, as in the original. Rows that do not flip within ``steps`` iterations are NaN. Samples go
+    ``batch_size`` at a time (the Jacobian needs K backward passes' memory).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or not overshoot >= 0:
         raise ValueError(f"need steps a positive integer and overshoot >= 0, got {steps!r} and {overshoot!r}")
+    _check_pair(x)
+    if len(x) > batch_size:
+        return torch.cat([deepfool(model, xb, steps=steps, overshoot=overshoot, refine=refine,
+                                   batch_size=batch_size) for xb in x.split(batch_size)])
     with _attack_mode(model, x, None) as (xd, label):
         total = torch.zeros_like(xd)
         active = torch.ones(len(xd), dtype=torch.bool, device=xd.device)

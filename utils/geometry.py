@@ -151,6 +151,18 @@ def flat_boundary_ratio(dim: int, q: float = 0.5) -> float:
     return float(1 / np.sqrt(stats.beta.ppf(1 - q, 0.5, (dim - 1) / 2)))
 
 
+def flat_boundary_flip_probability(dim: int, t: float | np.ndarray) -> np.ndarray:
+    """Probability that a step of length t·r in a uniformly random direction crosses a flat boundary at
+    distance r in ℝ^dim: P(cos θ ≥ 1/t) = ½·(1 − I_{1/t²}(½, (dim−1)/2)) for t ≥ 1 (I the regularized
+    incomplete Beta function), and 0 for t < 1."""
+    t = np.asarray(t, dtype=float)
+    if dim < 2 or (t < 0).any():
+        raise ValueError(f"need dim >= 2 and t >= 0, got dim={dim}, t={t}")
+    with np.errstate(divide="ignore"):
+        p = 0.5 * stats.beta.sf(1 / np.maximum(t, 1) ** 2, 0.5, (dim - 1) / 2)
+    return np.where(t >= 1, p, 0.0)
+
+
 def normal_and_random_radii(
     model: nn.Module, x: torch.Tensor, n_directions: int, *, generator: torch.Generator | None = None,
     descent: torch.Tensor | None = None, **kwargs,
