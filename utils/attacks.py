@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .geometry import distance_along, logit_margin, sample_sphere
+from .geometry import distance_along, line_distance, logit_margin, sample_sphere
 from .train import _check_pair, _model_device, predict
 
 NORMS = ("l2", "linf")
@@ -268,13 +268,16 @@ def flip_rate(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor) -> f
 
 
 def flip_radius(
-    model: nn.Module, x: torch.Tensor, directions: torch.Tensor, *, max_radius: float | None = None, **kwargs
+    model: nn.Module, x: torch.Tensor, directions: torch.Tensor, *, lines: bool = False,
+    max_radius: float | None = None, **kwargs,
 ) -> torch.Tensor:
     """Minimal L2 radius t along each direction u with argmax f(x + t·u/‖u‖) ≠ argmax f(x) (``inf`` if none
-    up to ``max_radius``, by default the diagonal √D of the box [0, 1]^D). ``directions`` shaped like x, or
-    (N, K, …) for K per sample; keywords go to :func:`geometry.distance_along`."""
+    up to ``max_radius``, by default the diagonal √D of the box [0, 1]^D); with ``lines`` the smaller of the
+    radii along u and −u. ``directions`` shaped like x, or (N, K, …) for K per sample; keywords go to
+    :func:`geometry.distance_along`."""
     _check_pair(x)
-    return distance_along(model, x, directions, max_radius=max_radius or math.sqrt(x[0].numel()), **kwargs)
+    walk = line_distance if lines else distance_along
+    return walk(model, x, directions, max_radius=max_radius or math.sqrt(x[0].numel()), **kwargs)
 
 
 def random_flip_fraction(

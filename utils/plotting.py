@@ -50,3 +50,21 @@ def loglog_with_fit(
     xs = np.geomspace(x.min(), x.max(), 100)
     ax.loglog(xs, np.exp(intercept) * xs**slope, "-", alpha=0.8,
               label=fit_label or f"fit: slope {slope:.2f}")
+
+
+def show_image(ax: plt.Axes, image: np.ndarray | Sequence, *, title: str = "", diverging: bool = False) -> None:
+    """Draw one image shaped (C, H, W) with C = 1 (grey) or 3 (RGB), values in [0, 1]; ``diverging`` draws
+    a perturbation instead (channels summed, blue < 0 < red, colour scale symmetric about 0)."""
+    img = np.asarray(image, dtype=float)
+    if img.ndim != 3 or img.shape[0] not in (1, 3):
+        raise ValueError(f"image must be shaped (C, H, W) with C = 1 or 3, got {img.shape}")
+    if diverging:
+        v = img.sum(axis=0)
+        lim = max(float(np.abs(v).max()), 1e-12)
+        ax.imshow(v, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    elif img.shape[0] == 1:
+        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.grid(False)
