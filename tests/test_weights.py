@@ -1,0 +1,146 @@
+import math
+
+import pytest
+import torch
+
+from utils import config, quant, train, weights
+from utils.data import load_dataset
+from utils.models import MLP, SmallCNN, build_model
+
+
+def tiny_problem(seed: int = 0):
+    """A model small enough to form its Hessian (31 parameters) and a batch to differentiate on."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = MLP(3, 4, 3).eval()
+    x = torch.rand(64, 3, generator=gen)
+    return model, x, torch.randint(0, 3, (64,), generator=gen)
+
+
+def exact_hessian(model, x, y) -> torch.Tensor:
+    theta = weights.parameters_of(model)
+    loss = weights._loss_function(model, x, y)
+    return torch.autograd.functional.hessian(lambda v: loss(weights.unflatten(v, theta)), weights.flatten(theta))
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    data = load_dataset("digits")
+    config.set_seed(0)
+    model = build_model("mlp", data, hidden=(32,))
+    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu")
+    return model.eval(), data.x_test, data.y_test
+
+
+def test_hvp_trace_and_eigenvalues_match_the_exact_hessian():
+    model, x, y = tiny_problem()
+    h = exact_hessian(model, x, y)
+    v = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(1))
+    hv = weights.flatten(weights.hessian_vector_product(model, x, y, v))
+    assert torch.allclose(hv, h @ weights.flatten(v), atol=1e-5)
+    trace, se = weights.hessian_trace(model, x, y, n_probes=4000, generator=torch.Generator().manual_seed(2))
+    # Hutchinson is unbiased; 4000 probes: the estimate is within 4 of its own standard errors
+    assert abs(trace - h.trace().item()) < 4 * se and se < 0.05 * abs(h.trace().item())
+    eig = torch.linalg.eigvalsh(h.double())
+    expected = eig[eig.abs().argsort(descending=True)[:3]].sort(descending=True).values
+    top = weights.top_eigenvalues(model, x, y, k=3, iters=1000, tol=1e-9, generator=torch.Generator().manual_seed(3))
+    assert top.double().tolist() == pytest.approx(expected.tolist(), rel=1e-3, abs=1e-6)
+
+
+def test_perturbed_restores_the_weights_bit_for_bit():
+    model = SmallCNN(1, 10, 8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    d = weights.random_direction(model, normalization="filter", generator=torch.Generator().manual_seed(0))
+    with weights.perturbed(model, d, 0.37):
+        moved = model.features[0].weight.detach().clone()
+    assert not torch.equal(moved, before["features.0.weight"])
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with pytest.raises(RuntimeError, match="boom"), weights.perturbed(model, d, 1.0):
+        raise RuntimeError("boom")
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_direction_normalizations():
+    model = SmallCNN(1, 10, 8)
+    theta = weights.parameters_of(model)
+    filt = weights.random_direction(model, normalization="filter")
+    w = theta["features.0.weight"]
+    assert torch.allclose(filt["features.0.weight"].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1))
+    assert torch.count_nonzero(filt["features.0.bias"]) == 0
+    layer = weights.random_direction(model, normalization="layer")
+    assert torch.allclose(layer["head.1.weight"].norm(), theta["head.1.weight"].norm())
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        weights.random_direction(model, normalization="batch")
+
+
+def test_adversarial_direction_hurts_more_than_random_of_equal_norm(digits_mlp):
+    model, x, y = digits_mlp
+    adv = weights.adversarial_direction(model, x, y, eps=0.2, relative=True)
+    rnd = weights.random_direction(model, normalization="layer", generator=torch.Generator().manual_seed(0))
+    for name, t in adv.items():
+        assert t.norm().item() == pytest.approx(rnd[name].norm().item(), rel=1e-4, abs=1e-12)
+    base = train.mean_loss(model, x, y)
+    with weights.perturbed(model, adv, 0.2):
+        adv_loss = train.mean_loss(model, x, y)
+    with weights.perturbed(model, rnd, 0.2):
+        rnd_loss = train.mean_loss(model, x, y)
+    assert adv_loss - base > 5 * abs(rnd_loss - base)
+    glob = weights.adversarial_direction(model, x, y, eps=0.5, relative=False)
+    assert weights.flatten(glob).norm().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_loss_surface_matches_perturbed_evaluation(digits_mlp):
+    model, x, y = digits_mlp
+    d1, d2 = (weights.random_direction(model, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
+    coords = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.1]])
+    loss, acc = weights.loss_surface(model, x, y, [d1, d2], coords, chunk=2)
+    assert loss[0].item() == pytest.approx(train.mean_loss(model, x, y), rel=1e-5)
+    with weights.perturbed(model, {n: 0.3 * d1[n] - 0.2 * d2[n] for n in d1}, 1.0):
+        assert loss[1].item() == pytest.approx(train.mean_loss(model, x, y), rel=1e-4)
+        assert acc[1].item() == pytest.approx(train.evaluate(model, x, y), abs=1e-6)
+    with pytest.raises(ValueError, match="coords must be shaped"):
+        weights.loss_surface(model, x, y, [d1], coords)
+
+
+def count_flipped_bits(model, flipped_model) -> int:
+    """Bits that differ between the int8 codes of a model and of its flipped copy (same scales)."""
+    state, params = weights.int8_codes(model), dict(flipped_model.named_parameters())
+    total = 0
+    for name, (q, scale) in state.items():
+        q2 = torch.round(params[name].detach() / scale).long()
+        total += sum(bin(v).count("1") for v in ((q & 0xFF) ^ (q2 & 0xFF)).flatten().tolist())
+    return total
+
+
+def test_bit_flips_flip_exactly_the_number_of_bits_asked(digits_mlp):
+    model, x, y = digits_mlp
+    before = weights.flatten(weights.parameters_of(model)).clone()
+    for n in (0, 1, 7):
+        flipped = weights.random_bit_flips(model, n, generator=torch.Generator().manual_seed(n))
+        assert count_flipped_bits(model, flipped) == n
+    attacked, history = weights.bit_flip_attack(model, x[:200], y[:200], 5)
+    assert count_flipped_bits(model, attacked) == 5 and len(history) == 5
+    assert history[-1] > train.mean_loss(weights_int8(model), x[:200], y[:200])
+    assert torch.equal(weights.flatten(weights.parameters_of(model)), before)
+    assert weights.flip_bits(torch.tensor([5, -1, 0]), torch.tensor([7, 7, 0])).tolist() == [-123, 127, 1]
+    with pytest.raises(ValueError, match="n_flips must be"):
+        weights.random_bit_flips(model, -1)
+
+
+def weights_int8(model):
+    return quant.quantize_weights(model, 8, per_channel=True)
+
+
+def test_bad_arguments_are_rejected_clearly():
+    model, x, y = tiny_problem()
+    with pytest.raises(ValueError, match="n_probes must be an integer >= 2"):
+        weights.hessian_trace(model, x, y, n_probes=1)
+    with pytest.raises(ValueError, match="exceeds the number of parameters"):
+        weights.top_eigenvalues(model, x, y, k=100)
+    with pytest.raises(ValueError, match="need eps > 0"):
+        weights.adversarial_direction(model, x, y, eps=-1.0)
+    with pytest.raises(ValueError, match="one tensor per trainable parameter"), weights.perturbed(model, {}, 1.0):
+        pass
+    with pytest.raises(ValueError, match="same number of samples"):
+        weights.hessian_trace(model, x, y[:3])
+    assert math.isfinite(weights.hessian_trace(model, x, y, n_probes=2)[0])

@@ -1,0 +1,331 @@
+"""Weight-space perturbations: random and adversarial directions, loss-landscape slices, curvature
+(Hessian-vector products, Hutchinson's trace, top eigenvalues) and bit flips in an int8 model.
+
+A *direction* is a dict ``{parameter name: tensor}`` with the shapes of the model's trainable parameters.
+``perturbed(model, d, s)`` moves the weights to θ + s·d and back. Losses are the mean cross-entropy
+L(θ) = (1/N) Σᵢ −log softmax(f(xᵢ; θ))_{yᵢ} on a fixed batch, computed with ``torch.func``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from . import quant
+from .train import _check_pair, _model_device
+
+Direction = dict[str, torch.Tensor]
+NORMALIZATIONS = ("filter", "layer", "none")
+
+
+def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters θ, detached, by name."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _check_direction(model: nn.Module, direction: Direction) -> None:
+    params = parameters_of(model)
+    if not isinstance(direction, dict) or set(direction) != set(params):
+        raise ValueError("direction must be a dict with one tensor per trainable parameter of the model")
+    bad = [n for n, p in params.items() if direction[n].shape != p.shape]
+    if bad:
+        raise ValueError(f"direction has the wrong shape for parameters {bad}")
+
+
+def flatten(direction: Direction) -> torch.Tensor:
+    """All entries of a direction as one vector (in the dict's order)."""
+    return torch.cat([t.reshape(-1) for t in direction.values()])
+
+
+def unflatten(vector: torch.Tensor, like: Direction) -> Direction:
+    """The inverse of :func:`flatten`: a vector cut into tensors shaped like ``like``'s."""
+    sizes = [t.numel() for t in like.values()]
+    if vector.shape[-1] != sum(sizes):
+        raise ValueError(f"vector has {vector.shape[-1]} entries, the direction {sum(sizes)}")
+    parts = vector.split(sizes, dim=-1)
+    return {n: p.reshape(*vector.shape[:-1], *t.shape) for (n, t), p in zip(like.items(), parts, strict=True)}
+
+
+def _loss_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[Direction], torch.Tensor]:
+    """θ ↦ mean cross-entropy of the model with parameters θ on (x, y), for ``torch.func`` transforms."""
+    _check_pair(x, y)
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    dev = _model_device(model)
+    x, y = x.to(dev), y.to(dev)
+
+    def loss(params: Direction) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, {**buffers, **params}, (x,)), y)
+
+    return loss
+
+
+def random_direction(
+    model: nn.Module, *, normalization: str = "filter", generator: torch.Generator | None = None
+) -> Direction:
+    """A Gaussian direction d ~ N(0, I). ``filter``: each output filter/row dᵢ of a weight tensor rescaled
+    to ‖dᵢ‖ = ‖θᵢ‖ (Li et al., 2018); ``layer``: each weight tensor to ‖d_l‖ = ‖θ_l‖. Both set the entries of
+    1-D parameters (biases, normalization) to 0. ``none``: raw N(0, I) on every parameter."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    out = {}
+    for name, p in parameters_of(model).items():
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
+        if normalization != "none" and p.dim() < 2:
+            d = torch.zeros_like(p)
+        elif normalization == "filter":
+            d = d * (p.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1)).view(-1, *[1] * (p.dim() - 1))
+        elif normalization == "layer":
+            d = d * p.norm() / d.norm()
+        out[name] = d
+    return out
+
+
+def _rescale(v: Direction, relative: bool, reference: Direction) -> Direction:
+    """Scale v to the unit of its ball: per weight tensor ‖v_l‖ = ‖θ_l‖ (1-D parameters zero) when
+    ``relative``, else ‖v‖ = 1 over all parameters."""
+    if relative:
+        return {n: (t * reference[n].norm() / t.norm().clamp_min(1e-30)) if t.dim() >= 2 else torch.zeros_like(t)
+                for n, t in v.items()}
+    total = flatten(v).norm().clamp_min(1e-30)
+    return {n: t / total for n, t in v.items()}
+
+
+def _project(v: Direction, eps: float, relative: bool, reference: Direction) -> Direction:
+    """The nearest point of the ball: ‖v_l‖ ≤ ε‖θ_l‖ per weight tensor (``relative``), else ‖v‖ ≤ ε."""
+    if relative:
+        return {n: t * torch.clamp(eps * reference[n].norm() / t.norm().clamp_min(1e-30), max=1.0)
+                for n, t in v.items()}
+    shrink = torch.clamp(eps / flatten(v).norm().clamp_min(1e-30), max=1.0)
+    return {n: t * shrink for n, t in v.items()}
+
+
+def adversarial_direction(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, relative: bool = True, steps: int = 5
+) -> Direction:
+    """Adversarial weight perturbation (as in AWP, Wu et al. 2020): gradient ascent on L from θ,
+    v ← Π(v + α·ĝ) with α = 2.5·ε/steps. ``relative``: ĝ_l = g_l·‖θ_l‖/‖g_l‖ per weight tensor and the
+    ball ‖v_l‖ ≤ ε‖θ_l‖ (1-D parameters fixed); else ĝ = g/‖g‖ and the ball ‖v‖ ≤ ε over all parameters.
+    Returned in the ball's unit (:func:`_rescale`), so ``perturbed(model, d, eps)`` applies the attack and
+    has the same per-layer norms as a ``layer``-normalized random direction."""
+    if not eps > 0 or isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"need eps > 0 and steps a positive integer, got eps={eps!r}, steps={steps!r}")
+    theta, loss = parameters_of(model), _loss_function(model, x, y)
+    v = {n: torch.zeros_like(p) for n, p in theta.items()}
+    for _ in range(steps):
+        step = _rescale(grad(loss)({n: theta[n] + v[n] for n in theta}), relative, theta)
+        v = _project({n: v[n] + 2.5 * eps / steps * step[n] for n in v}, eps, relative, theta)
+    return _rescale(v, relative, theta)
+
+
+@contextmanager
+def perturbed(model: nn.Module, direction: Direction, scale: float) -> Iterator[nn.Module]:
+    """Context manager: inside, the model's parameters are θ + scale·d; on exit they are restored bit for
+    bit (the original tensors are copied back, so no rounding error accumulates)."""
+    _check_direction(model, direction)
+    params = dict(model.named_parameters())
+    saved = {n: params[n].detach().clone() for n in direction}
+    try:
+        with torch.no_grad():
+            for n, d in direction.items():
+                params[n].add_(d.to(params[n].device), alpha=float(scale))
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, t in saved.items():
+                params[n].copy_(t)
+
+
+def loss_surface(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    directions: list[Direction],
+    coords: torch.Tensor,
+    *,
+    chunk: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and accuracy at θ + Σⱼ c_kj·dⱼ for every row k of ``coords`` (shape (K, J), J = number of
+    directions): a 1-D slice for J = 1, a 2-D plane for J = 2, or K independent draws for coords = s·I.
+    ``chunk`` grid points are evaluated at once with ``vmap`` over stacked parameters."""
+    _check_pair(x, y)
+    if coords.dim() != 2 or coords.shape[1] != len(directions) or not directions:
+        raise ValueError(f"coords must be shaped (K, {len(directions)}) for {len(directions)} directions")
+    for d in directions:
+        _check_direction(model, d)
+    theta = parameters_of(model)
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    dev = _model_device(model)
+    x, y = x.to(dev), y.to(dev)
+    basis = torch.stack([flatten(d).to(dev) for d in directions])  # (J, P)
+
+    def evaluate(params: Direction) -> tuple[torch.Tensor, torch.Tensor]:
+        z = functional_call(model, {**buffers, **params}, (x,))
+        return F.cross_entropy(z, y), (z.argmax(1) == y).float().mean()
+
+    losses, accs, was_training = [], [], model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for c in coords.to(dev, basis.dtype).split(chunk):
+                stacked = unflatten(flatten(theta) + c @ basis, theta)
+                loss, acc = vmap(evaluate)(stacked)
+                losses.append(loss)
+                accs.append(acc)
+    finally:
+        model.train(was_training)
+    return torch.cat(losses).cpu(), torch.cat(accs).cpu()
+
+
+def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: Direction) -> Direction:
+    """H·v, H = ∇²_θ L, by forward-over-reverse differentiation: the directional derivative of ∇L along v
+    (``jvp`` of ``grad``), never forming H."""
+    _check_direction(model, v)
+    theta, loss = parameters_of(model), _loss_function(model, x, y)
+    return jvp(grad(loss), (theta,), ({n: v[n].to(theta[n]) for n in theta},))[1]
+
+
+def _batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function V (k, P) ↦ (H V_i)_i (k, P), vectorized over the k vectors."""
+    theta, loss = parameters_of(model), _loss_function(model, x, y)
+
+    def hvp(vec: torch.Tensor) -> torch.Tensor:
+        return flatten(jvp(grad(loss), (theta,), (unflatten(vec, theta),))[1])
+
+    return vmap(hvp)
+
+
+def hessian_trace(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_probes: int = 100, chunk: int = 10,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """Hutchinson's estimate of Tr H = E[vᵀHv] over Rademacher probes v ∈ {−1, 1}^P, with its standard
+    error (sample standard deviation of vᵀHv over √n_probes). Probes are evaluated ``chunk`` at a time."""
+    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 2:
+        raise ValueError(f"n_probes must be an integer >= 2, got {n_probes!r}")
+    size = flatten(parameters_of(model)).numel()
+    hvp, dev = _batched_hvp(model, x, y), _model_device(model)
+    quad = []
+    for start in range(0, n_probes, chunk):
+        k = min(chunk, n_probes - start)
+        v = (torch.randint(0, 2, (k, size), generator=generator) * 2 - 1).float().to(dev)
+        quad.append((v * hvp(v)).sum(dim=1))
+    q = torch.cat(quad).double()
+    return q.mean().item(), (q.std() / math.sqrt(n_probes)).item()
+
+
+def top_eigenvalues(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 1, *, iters: int = 200, tol: float = 1e-5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The k eigenvalues of H of largest magnitude (for a trained network: the positive outliers), largest
+    first, by subspace iteration with Rayleigh–Ritz: V ← orth(H V), λ = eig(Vᵀ H V), until the Ritz values
+    change by less than ``tol`` (relative)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    size = flatten(parameters_of(model)).numel()
+    if k > size:
+        raise ValueError(f"k = {k} exceeds the number of parameters ({size})")
+    hvp, dev = _batched_hvp(model, x, y), _model_device(model)
+    basis = torch.linalg.qr(torch.randn(size, k, generator=generator).to(dev)).Q
+    previous = None
+    for _ in range(iters):
+        hv = hvp(basis.T).T  # (P, k)
+        ritz, vecs = torch.linalg.eigh(basis.T @ hv)
+        order = ritz.abs().argsort(descending=True)
+        ritz = ritz[order]
+        basis = torch.linalg.qr(hv @ vecs[:, order]).Q
+        if previous is not None and ((ritz - previous).abs() <= tol * ritz.abs().clamp_min(1e-12)).all():
+            break
+        previous = ritz
+    return ritz.sort(descending=True).values.cpu()
+
+
+def int8_codes(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Symmetric per-output-channel int8 codes of every weight tensor (:func:`quant.weight_names`):
+    {name: (q, Δ)} with q ∈ [−127, 127] (int64) and w ≈ Δ·q."""
+    params = dict(model.named_parameters())
+    out = {}
+    for name in quant.weight_names(model):
+        scale, zero = quant.qparams(params[name], 8, per_channel=True)
+        out[name] = (quant.codes(params[name].detach(), scale, zero, 8), scale)
+    return out
+
+
+def flip_bits(q: torch.Tensor, bit: torch.Tensor) -> torch.Tensor:
+    """Flip bit ``bit`` (0 = least significant, 7 = sign) of int8 two's-complement codes q (as int64)."""
+    u = (q & 0xFF) ^ (1 << bit)
+    return u - 256 * (u >= 128).long()
+
+
+def _dequantized(state: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Direction:
+    """Weight tensors Δ·q of an int8 state."""
+    return {name: scale * q.to(scale.dtype) for name, (q, scale) in state.items()}
+
+
+def _with_codes(model: nn.Module, state: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
+    """A copy of the model whose weight tensors are Δ·q from ``state`` (biases stay as they are)."""
+    out = copy.deepcopy(model)
+    params = dict(out.named_parameters())
+    with torch.no_grad():
+        for name, w in _dequantized(state).items():
+            params[name].copy_(w)
+    return out
+
+
+def random_bit_flips(model: nn.Module, n_flips: int, *, generator: torch.Generator | None = None) -> nn.Module:
+    """The int8 model (:func:`int8_codes`) with exactly ``n_flips`` distinct bits flipped, chosen uniformly
+    among all 8·(number of weights) bits; a new model (the original is untouched)."""
+    state = int8_codes(model)
+    total = sum(q.numel() for q, _ in state.values())
+    if isinstance(n_flips, bool) or not isinstance(n_flips, int) or not 0 <= n_flips <= 8 * total:
+        raise ValueError(f"n_flips must be an integer in [0, {8 * total}], got {n_flips!r}")
+    chosen = torch.randperm(8 * total, generator=generator)[:n_flips]
+    offset = 0
+    for name, (q, scale) in state.items():
+        mine = chosen[(chosen >= 8 * offset) & (chosen < 8 * (offset + q.numel()))] - 8 * offset
+        flat = q.flatten().clone()
+        idx, bit = (mine // 8).to(q.device), (mine % 8).to(q.device)
+        flat[idx] = flip_bits(flat[idx], bit)
+        state[name], offset = (flat.view_as(q), scale), offset + q.numel()
+    return _with_codes(model, state)
+
+
+def bit_flip_attack(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_flips: int
+) -> tuple[nn.Module, list[float]]:
+    """Progressive bit search (Rakin et al., 2019) on the int8 model: at each of ``n_flips`` steps, rank
+    every not yet flipped bit of each weight tensor by the first-order loss change g·Δw (Δw = Δ·(q' − q)),
+    try the best bit of each tensor, and keep the one that raises the loss most. Returns the attacked model
+    (exactly ``n_flips`` distinct bits flipped) and the loss after each flip."""
+    if isinstance(n_flips, bool) or not isinstance(n_flips, int) or n_flips < 0:
+        raise ValueError(f"n_flips must be a non-negative integer, got {n_flips!r}")
+    state, history, loss_fn = int8_codes(model), [], _loss_function(model, x, y)
+    floats = parameters_of(model)
+    done = {n: torch.zeros(q.numel() * 8, dtype=torch.bool, device=q.device) for n, (q, _) in state.items()}
+    for _ in range(n_flips):
+        params = {**floats, **_dequantized(state)}
+        g = grad(loss_fn)(params)
+        trials = []
+        for name, (q, scale) in state.items():
+            bits = torch.arange(8, device=q.device)
+            gain = g[name][..., None] * scale[..., None] * (flip_bits(q[..., None], bits) - q[..., None])
+            pos = gain.flatten().masked_fill(done[name], -math.inf).argmax()
+            flat = q.flatten().clone()
+            flat[pos // 8] = flip_bits(flat[pos // 8], pos % 8)
+            with torch.no_grad():
+                loss = loss_fn({**params, name: scale * flat.view_as(q).to(scale.dtype)}).item()
+            trials.append((loss, name, pos, flat.view_as(q)))
+        loss, name, pos, q_new = max(trials, key=lambda t: t[0])
+        state[name] = (q_new, state[name][1])
+        done[name][pos] = True
+        history.append(loss)
+    return _with_codes(model, state), history
