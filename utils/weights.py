@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -185,16 +186,26 @@ def loss_surface(
     return torch.cat(losses).cpu(), torch.cat(accs).cpu()
 
 
+def _quiet_forward_ad() -> None:
+    """Load torch's forward-AD decompositions now, hiding the FutureWarning that torch itself raises on
+    first use (it compiles them with the deprecated ``torch.jit.script``); later calls do nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+        torch.autograd.forward_ad._maybe_load_decompositions()
+
+
 def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: Direction) -> Direction:
     """H·v, H = ∇²_θ L, by forward-over-reverse differentiation: the directional derivative of ∇L along v
     (``jvp`` of ``grad``), never forming H."""
     _check_direction(model, v)
+    _quiet_forward_ad()
     theta, loss = parameters_of(model), _loss_function(model, x, y)
     return jvp(grad(loss), (theta,), ({n: v[n].to(theta[n]) for n in theta},))[1]
 
 
 def _batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function V (k, P) ↦ (H V_i)_i (k, P), vectorized over the k vectors."""
+    _quiet_forward_ad()
     theta, loss = parameters_of(model), _loss_function(model, x, y)
 
     def hvp(vec: torch.Tensor) -> torch.Tensor:
@@ -247,6 +258,32 @@ def top_eigenvalues(
             break
         previous = ritz
     return ritz.sort(descending=True).values.cpu()
+
+
+def gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Direction:
+    """∇_θ L on the whole batch (x, y)."""
+    return grad(_loss_function(model, x, y))(parameters_of(model))
+
+
+def minibatch_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, n_batches: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n_batches`` minibatch gradients ∇_θ L_B (B drawn without replacement within each batch), as rows of
+    a (n_batches, P) matrix in :func:`flatten` order, computed in one ``vmap`` over the batches."""
+    _check_pair(x, y)
+    if not 1 <= batch_size <= len(x) or n_batches < 1:
+        raise ValueError(f"need 1 <= batch_size <= {len(x)} and n_batches >= 1, got {batch_size}, {n_batches}")
+    idx = torch.stack([torch.randperm(len(x), generator=generator)[:batch_size] for _ in range(n_batches)])
+    dev = _model_device(model)
+    xb, yb = x[idx].to(dev), y[idx].to(dev)
+    theta, buffers = parameters_of(model), {n: b.detach() for n, b in model.named_buffers()}
+
+    def batch_grad(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        loss = lambda p: F.cross_entropy(functional_call(model, {**buffers, **p}, (xs,)), ys)
+        return flatten(grad(loss)(theta))
+
+    return vmap(batch_grad)(xb, yb)
 
 
 def int8_codes(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
