@@ -46,3 +46,70 @@ def test_bad_arguments_are_rejected_clearly():
         quant.qparams(torch.ones(3, dtype=torch.long), 8)
     with pytest.raises(ValueError, match="axis 3 is out of range"):
         quant.quantize(torch.ones(2, 2), 8, per_channel=True, axis=3)
+
+
+def test_rounding_modes_error_bounds_and_stochastic_rounding_is_unbiased():
+    x = torch.rand(20000, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    scale, zero = quant.qparams(x, 4)
+    err = {r: quant.fake_quantize(x, scale, zero, 4, rounding=r, generator=torch.Generator().manual_seed(1)) - x
+           for r in quant.ROUNDINGS}
+    assert (err["nearest"].abs() <= scale / 2 + 1e-7).all()
+    assert (err["floor"] <= 1e-7).all() and (err["floor"] > -scale - 1e-7).all()
+    assert (err["ceil"] >= -1e-7).all() and (err["ceil"] < scale + 1e-7).all()
+    assert (err["stochastic"].abs() < scale + 1e-7).all()
+    # E[error] = 0; its s.e. over 20,000 values of spread ≤ Δ/2 is below Δ/280: allow Δ/50
+    assert abs(err["stochastic"].mean().item()) < scale.item() / 50
+    assert abs(err["floor"].mean().item() + scale.item() / 2) < scale.item() / 50
+
+
+def test_calibration_methods():
+    x = torch.randn(10000, generator=torch.Generator().manual_seed(0))
+    x[0] = 40.0  # one outlier stretches the min-max range
+    errors = {m: (quant.quantize(x, 4, method=m) - x).pow(2).mean().item() for m in quant.METHODS}
+    assert errors["mse"] < errors["minmax"] / 10 and errors["percentile"] < errors["minmax"] / 10
+    scale, _ = quant.qparams(x, 8, method="percentile", percentile=99.0)
+    assert scale.item() == pytest.approx(torch.quantile(x.abs(), 0.99).item() / 127, rel=0.2)
+
+
+def test_adversarial_rounding_stays_on_the_grid_within_one_step_and_hurts_more():
+    from utils import config, train
+    from utils.data import load_dataset
+    from utils.models import build_model
+
+    data = load_dataset("digits")
+    config.set_seed(0)
+    model = build_model("mlp", data, hidden=(32,))
+    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu")
+    x, y = data.x_test, data.y_test
+    adv, rtn = quant.adversarial_rounding(model, x, y, 4), quant.quantize_weights(model, 4)
+    for (name, a), r, w in zip(adv.named_parameters(), rtn.parameters(), model.parameters(), strict=True):
+        if w.dim() < 2:
+            assert torch.equal(a, w)
+            continue
+        scale, _ = quant.qparams(w.detach(), 4, per_channel=True)
+        steps = a.detach() / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-4), name
+        assert ((a - r).abs() <= scale + 1e-6).all() and ((a - w).abs() < scale + 1e-6).all()
+    assert train.mean_loss(adv, x, y) > train.mean_loss(rtn, x, y) + 0.1
+    noisy = quant.noisy_weights(model, 4, generator=torch.Generator().manual_seed(0))
+    w, n = model.layers[0].weight, noisy.layers[0].weight
+    scale, _ = quant.qparams(w.detach(), 4, per_channel=True)
+    assert ((n - w).abs() <= scale / 2).all()
+    assert ((n - w) / scale).var().item() == pytest.approx(1 / 12, rel=0.05)
+
+
+def test_activation_quantization_calibrates_each_layer_input():
+    model = SmallCNN(1, 10, 8).eval()
+    x = torch.rand(64, 1, 8, 8)
+    q = quant.quantize_activations(model, 8, x)
+    assert (q(x) - model(x)).abs().max() < 0.05 * model(x).abs().max()
+    assert not torch.equal(quant.quantize_activations(model, 2, x)(x), model(x))
+    with pytest.raises(ValueError, match="'minmax' or 'percentile'"):
+        quant.quantize_activations(model, 8, x, method="mse")
+
+
+def test_unknown_rounding_and_method_are_rejected():
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        quant.quantize(torch.ones(3), 4, rounding="up")
+    with pytest.raises(ValueError, match="method must be one of"):
+        quant.quantize(torch.ones(3), 4, method="kl")

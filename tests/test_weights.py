@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -144,3 +145,21 @@ def test_bad_arguments_are_rejected_clearly():
     with pytest.raises(ValueError, match="same number of samples"):
         weights.hessian_trace(model, x, y[:3])
     assert math.isfinite(weights.hessian_trace(model, x, y, n_probes=2)[0])
+
+
+def test_weighted_trace_and_difference():
+    model, x, y = tiny_problem()
+    h = exact_hessian(model, x, y)
+    s = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(4))
+    s_flat = weights.flatten(s)
+    trace, se = weights.hessian_trace(model, x, y, n_probes=4000, scale=s, generator=torch.Generator().manual_seed(5))
+    # Σ sᵢ² Hᵢᵢ exactly in expectation; 4 standard errors of the estimate
+    assert abs(trace - (s_flat**2 * h.diagonal()).sum().item()) < 4 * se
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.layers[0].weight.add_(1.0)
+    diff = weights.difference(model, other)
+    assert torch.allclose(diff["layers.0.weight"], torch.ones_like(diff["layers.0.weight"]))
+    assert torch.count_nonzero(diff["layers.2.weight"]) == 0
+    with pytest.raises(ValueError, match="same parameters"):
+        weights.difference(model, MLP(3, 5, 3))

@@ -127,6 +127,15 @@ def adversarial_direction(
     return _rescale(v, relative, theta)
 
 
+def difference(model: nn.Module, other: nn.Module) -> Direction:
+    """θ_other − θ_model as a direction of ``model`` (e.g. a quantized copy's rounding error), so that
+    ``perturbed(model, difference(model, other), 1)`` turns the model into ``other``."""
+    mine, theirs = parameters_of(model), parameters_of(other)
+    if set(mine) != set(theirs) or any(mine[n].shape != theirs[n].shape for n in mine):
+        raise ValueError("the two models must have the same parameters (names and shapes)")
+    return {n: theirs[n].to(mine[n].device) - mine[n] for n in mine}
+
+
 @contextmanager
 def perturbed(model: nn.Module, direction: Direction, scale: float) -> Iterator[nn.Module]:
     """Context manager: inside, the model's parameters are θ + scale·d; on exit they are restored bit for
@@ -216,18 +225,23 @@ def _batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable
 
 def hessian_trace(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_probes: int = 100, chunk: int = 10,
-    generator: torch.Generator | None = None,
+    scale: Direction | None = None, generator: torch.Generator | None = None,
 ) -> tuple[float, float]:
     """Hutchinson's estimate of Tr H = E[vᵀHv] over Rademacher probes v ∈ {−1, 1}^P, with its standard
-    error (sample standard deviation of vᵀHv over √n_probes). Probes are evaluated ``chunk`` at a time."""
+    error (sample standard deviation of vᵀHv over √n_probes). With ``scale`` s the probes are s⊙v and the
+    estimate is the weighted trace Σᵢ sᵢ² Hᵢᵢ = E[(s⊙v)ᵀH(s⊙v)] (s = 0 outside a layer restricts it to that
+    layer). Probes are evaluated ``chunk`` at a time."""
     if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 2:
         raise ValueError(f"n_probes must be an integer >= 2, got {n_probes!r}")
+    if scale is not None:
+        _check_direction(model, scale)
     size = flatten(parameters_of(model)).numel()
     hvp, dev = _batched_hvp(model, x, y), _model_device(model)
+    s = flatten(scale).to(dev) if scale is not None else torch.ones(size, device=dev)
     quad = []
     for start in range(0, n_probes, chunk):
         k = min(chunk, n_probes - start)
-        v = (torch.randint(0, 2, (k, size), generator=generator) * 2 - 1).float().to(dev)
+        v = s * (torch.randint(0, 2, (k, size), generator=generator) * 2 - 1).float().to(dev)
         quad.append((v * hvp(v)).sum(dim=1))
     q = torch.cat(quad).double()
     return q.mean().item(), (q.std() / math.sqrt(n_probes)).item()
