@@ -66,7 +66,8 @@ def test_calibration_methods():
     x = torch.randn(10000, generator=torch.Generator().manual_seed(0))
     x[0] = 40.0  # one outlier stretches the min-max range
     errors = {m: (quant.quantize(x, 4, method=m) - x).pow(2).mean().item() for m in quant.METHODS}
-    assert errors["mse"] < errors["minmax"] / 10 and errors["percentile"] < errors["minmax"] / 10
+    # the outlier itself costs ≈ 0.14 of the mean squared error whatever the clip; min-max costs ≈ 1
+    assert errors["mse"] < errors["minmax"] / 5 and errors["percentile"] < errors["minmax"] / 5
     scale, _ = quant.qparams(x, 8, method="percentile", percentile=99.0)
     assert scale.item() == pytest.approx(torch.quantile(x.abs(), 0.99).item() / 127, rel=0.2)
 
