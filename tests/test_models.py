@@ -49,3 +49,17 @@ def test_bad_arguments_are_rejected_clearly():
         models.SmallCNN(1, 10, 10)
     with pytest.raises(ValueError, match="std must be positive"):
         models.Normalize(0.0, 0.0)
+
+
+def test_rescale_hidden_unit_preserves_the_function():
+    from utils.models import MLP, rescale_hidden_unit
+
+    model = MLP(6, (8, 8), 3).eval()
+    x = torch.rand(20, 6)
+    planted = rescale_hidden_unit(model, 1, 2, 30.0)
+    assert torch.allclose(planted(x), model(x), atol=1e-5)
+    assert planted.layers[2].weight[2].abs().max() > 10 * model.layers[2].weight[2].abs().max()
+    with pytest.raises(ValueError, match="hidden linear layer"):
+        rescale_hidden_unit(model, 2, 0, 2.0)
+    with pytest.raises(ValueError, match="factor > 0"):
+        rescale_hidden_unit(model, 0, 0, -1.0)

@@ -141,3 +141,24 @@ def build_model(name: str, dataset: Dataset, *, hidden: int | Sequence[int] | No
     if shape != (3, 32, 32):
         raise ValueError(f"resnet18 is built for 3×32×32 images; {dataset.name!r} has inputs {shape}")
     return resnet18(k, mean=mean, std=std)
+
+
+def rescale_hidden_unit(model: MLP, layer: int, unit: int, factor: float) -> MLP:
+    """A copy of an MLP computing the same function, with hidden unit ``unit`` of linear layer ``layer``
+    multiplied by ``factor`` > 0 (its weight row and bias) and its outgoing weights divided by it: exact,
+    because ReLU(c·a) = c·ReLU(a) for c > 0. Used to plant an outlier channel that per-tensor quantization
+    cannot handle."""
+    import copy
+
+    linears = [m for m in model.layers if isinstance(m, nn.Linear)] if isinstance(model, MLP) else []
+    if not 0 <= layer < len(linears) - 1:
+        raise ValueError(f"layer must index a hidden linear layer (0 … {len(linears) - 2}), got {layer}")
+    if not 0 <= unit < linears[layer].out_features or not factor > 0:
+        raise ValueError(f"need 0 <= unit < {linears[layer].out_features} and factor > 0, got {unit}, {factor}")
+    out = copy.deepcopy(model)
+    first, second = [m for m in out.layers if isinstance(m, nn.Linear)][layer : layer + 2]
+    with torch.no_grad():
+        first.weight[unit] *= factor
+        first.bias[unit] *= factor
+        second.weight[:, unit] /= factor
+    return out

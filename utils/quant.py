@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -275,3 +278,90 @@ def quantize_activations(
         scale, zero = qparams(seen[m], bits, symmetric=False, method=method, percentile=percentile)
         m.register_forward_pre_hook(_InputQuantizer(scale, zero, bits))
     return out
+
+
+def rounding_analysis(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bits: int,
+    *,
+    layers: list[str] | None = None,
+    per_channel: bool = True,
+    n_probes: int = 100,
+    n_pairs: int = 8,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Rounding the weight tensors ``layers`` (default: all) to ``bits``, seen as a weight perturbation δ:
+
+    - ``predicted``: E[ΔL] = Σᵢ (Δᵢ²/24)·Hᵢᵢ for noise with rounding's variance Δᵢ²/12 (weighted Hutchinson);
+    - ``spread``: the standard deviation √(Σᵢ gᵢ²Δᵢ²/12) of the first-order term gᵀδ for such noise;
+    - ``noise``: measured ½[L(θ+u) + L(θ−u)] − L(θ) for uniform noise u (``n_pairs`` antithetic pairs), whose
+      first-order term cancels;
+    - ``rtn``: measured ΔL of round-to-nearest, and ``rtn_first`` = gᵀδ, ``rtn_second`` = ½δᵀHδ of its
+      actual error δ.
+    """
+    _check_bits(bits)
+    theta = weights.parameters_of(model)
+    names = weight_names(model) if layers is None else layers
+    unknown = [n for n in names if n not in weight_names(model)]
+    if unknown:
+        raise ValueError(f"unknown weight tensors {unknown}; the model has {weight_names(model)}")
+    step = {n: (qparams(t, bits, per_channel=per_channel)[0].expand_as(t) if n in names else torch.zeros_like(t))
+            for n, t in theta.items()}
+    trace, _ = weights.hessian_trace(model, x, y, n_probes=n_probes, generator=generator,
+                                     scale={n: t / math.sqrt(12) for n, t in step.items()})
+    g = weights.flatten(weights.gradient(model, x, y))
+    spread = (g.pow(2) * weights.flatten(step).pow(2) / 12).sum().sqrt().item()
+    base = weights.loss_surface(model, x, y, [step], torch.zeros(1, 1))[0].item()
+    noise = [{n: t * (torch.rand(t.shape, generator=generator).to(t) - 0.5) for n, t in step.items()}
+             for _ in range(n_pairs)]
+    antithetic = torch.cat([torch.eye(n_pairs), -torch.eye(n_pairs)])
+    noise_loss = weights.loss_surface(model, x, y, noise, antithetic)[0].mean().item()
+    rtn = {n: (quantize(t, bits, per_channel=per_channel) - t) if n in names else torch.zeros_like(t)
+           for n, t in theta.items()}
+    rtn_loss = weights.loss_surface(model, x, y, [rtn], torch.ones(1, 1))[0].item()
+    first, second = weights.quadratic_terms(model, x, y, rtn)
+    return {"bits": bits, "predicted": 0.5 * trace, "spread": spread, "noise": noise_loss - base,
+            "rtn": rtn_loss - base, "rtn_first": first, "rtn_second": second}
+
+
+def onnx_benchmark(
+    model: nn.Module, x: torch.Tensor, folder: str | os.PathLike[str], *, threads: int = 2, repeats: int = 30
+) -> list[dict[str, float | str]]:
+    """Real integer inference with ONNX Runtime: export the model to ONNX, quantize it with ONNX Runtime's
+    dynamic int8 quantization (int8 weights; activations quantized on the fly), and measure for both the
+    file size, the median latency of one sample and of the whole batch x on ``threads`` CPU threads, and
+    how often the int8 model's prediction agrees with the float one's."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    _check_pair(x)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"float32": folder / "model.onnx", "prepared": folder / "prepared.onnx", "int8": folder / "int8.onnx"}
+    cpu_model, xs = copy.deepcopy(model).cpu().eval(), x.detach().cpu()
+    torch.onnx.export(cpu_model, (xs[:1],), paths["float32"], input_names=["x"], output_names=["logits"],
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, external_data=False, verbose=False)
+    quant_pre_process(str(paths["float32"]), str(paths["prepared"]))
+    quantize_dynamic(str(paths["prepared"]), str(paths["int8"]), weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    reference = cpu_model(xs).argmax(1).numpy()
+    rows = []
+    for kind in ("float32", "int8"):
+        session = ort.InferenceSession(str(paths[kind]), options, providers=["CPUExecutionProvider"])
+        row = {"model": kind, "file size (kB)": paths[kind].stat().st_size / 1e3}
+        batches = (("latency, 1 sample (ms)", xs[:1].numpy()), (f"latency, {len(xs)} samples (ms)", xs.numpy()))
+        for label, batch in batches:
+            session.run(None, {"x": batch})
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                session.run(None, {"x": batch})
+                times.append(time.perf_counter() - start)
+            row[label] = 1e3 * sorted(times)[len(times) // 2]
+        row["agrees with float"] = float((session.run(None, {"x": xs.numpy()})[0].argmax(1) == reference).mean())
+        rows.append(row)
+    return rows

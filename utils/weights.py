@@ -212,6 +212,13 @@ def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v
     return jvp(grad(loss), (theta,), ({n: v[n].to(theta[n]) for n in theta},))[1]
 
 
+def quadratic_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: Direction) -> tuple[float, float]:
+    """The two terms of ΔL ≈ gᵀδ + ½δᵀHδ for the perturbation δ (one gradient, one Hessian-vector product)."""
+    first = (flatten(gradient(model, x, y)) * flatten(delta)).sum().item()
+    second = 0.5 * (flatten(hessian_vector_product(model, x, y, delta)) * flatten(delta)).sum().item()
+    return first, second
+
+
 def _batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function V (k, P) ↦ (H V_i)_i (k, P), vectorized over the k vectors."""
     _quiet_forward_ad()
