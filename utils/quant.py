@@ -200,13 +200,23 @@ def quantize_weights(
     symmetric: bool = True,
     method: str = "minmax",
     rounding: str = "nearest",
+    layers: list[str] | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """A copy of ``model`` with every weight tensor (:func:`weight_names`) fake-quantized, one scale per
-    output channel (axis 0) when ``per_channel``; the original is untouched."""
+    """A copy of ``model`` with its weight tensors (:func:`weight_names`, or only those named in ``layers``)
+    fake-quantized, one scale per output channel (axis 0) when ``per_channel``; the original is untouched."""
     _check_bits(bits)
-    return _map_weights(model, lambda _, w: quantize(w, bits, symmetric=symmetric, per_channel=per_channel,
-                                                     method=method, rounding=rounding, generator=generator))
+    unknown = [n for n in layers or [] if n not in weight_names(model)]
+    if unknown:
+        raise ValueError(f"unknown weight tensors {unknown}; the model has {weight_names(model)}")
+
+    def fn(name: str, w: torch.Tensor) -> torch.Tensor:
+        if layers is not None and name not in layers:
+            return w
+        return quantize(w, bits, symmetric=symmetric, per_channel=per_channel, method=method, rounding=rounding,
+                        generator=generator)
+
+    return _map_weights(model, fn)
 
 
 def noisy_weights(
@@ -365,3 +375,114 @@ def onnx_benchmark(
         row["agrees with float"] = float((session.run(None, {"x": xs.numpy()})[0].argmax(1) == reference).mean())
         rows.append(row)
     return rows
+
+
+class FakeQuantize(nn.Module):
+    """x ↦ x̂ = Δ·(clamp(round(x/Δ) + z, q_min, q_max) − z) in the forward pass, with the straight-through
+    estimator (STE) in the backward pass: ∂x̂/∂x = 1 where x/Δ + z lies inside [q_min, q_max] and 0 where it
+    is clipped. The forward value equals :func:`fake_quantize` bit for bit.
+
+    The grid comes from the tensor itself (min-max, per channel along ``axis`` if asked) at every call; with
+    ``observe`` it comes instead from running min/max estimates updated in training mode (exponential
+    average, momentum 0.1) and frozen in eval mode, as activation quantizers do; with ``scale`` given, Δ is a
+    learnable parameter initialized there (LSQ, Esser et al. 2020), whose gradient is round(v) − v inside the
+    range and q_min or q_max outside, scaled by 1/√(numel·q_max). With ``noise`` the training-mode forward
+    adds uniform noise Δ·U(−½, ½) instead of rounding (noise injection); eval mode always rounds.
+    """
+
+    def __init__(self, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
+                 observe: bool = False, scale: torch.Tensor | None = None, noise: bool = False) -> None:
+        super().__init__()
+        _check_bits(bits)
+        if sum([observe, scale is not None, noise]) > 1:
+            raise ValueError("choose at most one of observe, a learnable scale and noise")
+        self.bits, self.symmetric, self.per_channel, self.axis = bits, symmetric, per_channel, axis
+        self.observe, self.noise = observe, noise
+        self.scale = nn.Parameter(scale.detach().clone()) if scale is not None else None
+        if observe:
+            self.register_buffer("low", torch.tensor(0.0))
+            self.register_buffer("high", torch.tensor(0.0))
+            self.register_buffer("seen", torch.tensor(False))
+
+    def extra_repr(self) -> str:
+        mode = "observed range" if self.observe else "learned scale" if self.scale is not None else "min-max"
+        return f"bits={self.bits}, symmetric={self.symmetric}, per_channel={self.per_channel}, {mode}"
+
+    def _grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.scale is not None:
+            q_max = code_range(self.bits, self.symmetric)[1]
+            grad_scale = 1.0 / math.sqrt(x.numel() * q_max)
+            scale = self.scale * grad_scale + (self.scale - self.scale * grad_scale).detach()
+            return scale.abs().clamp_min(1e-12), torch.zeros_like(scale)
+        if not self.observe:
+            return qparams(x.detach(), self.bits, symmetric=self.symmetric, per_channel=self.per_channel,
+                           axis=self.axis)
+        if self.training:
+            lo, hi = x.detach().min(), x.detach().max()
+            if not self.seen:
+                self.low.copy_(lo)
+                self.high.copy_(hi)
+                self.seen.fill_(True)
+            else:
+                self.low.lerp_(lo, 0.1)
+                self.high.lerp_(hi, 0.1)
+        return _from_range(self.low, self.high, self.bits, self.symmetric)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, zero = self._grid(x)
+        q_min, q_max = code_range(self.bits, self.symmetric)
+        if self.noise and self.training:
+            return x + scale.detach() * (torch.rand_like(x) - 0.5)
+        v = (x / scale + zero).clamp(q_min, q_max)  # clamp passes gradient only inside the range
+        surrogate = (v + (torch.round(v) - v).detach() - zero) * scale  # STE for x, LSQ's gradient for Δ
+        exact = fake_quantize(x.detach(), scale.detach(), zero.detach(), self.bits, symmetric=self.symmetric)
+        return exact + (surrogate - surrogate.detach())
+
+
+def prepare_qat(
+    model: nn.Module,
+    w_bits: int,
+    a_bits: int | None = None,
+    *,
+    per_channel: bool = True,
+    learn_scale: bool = False,
+    noise: bool = False,
+) -> nn.Module:
+    """A copy of ``model`` for quantization-aware training: every linear and convolution weight is
+    fake-quantized to ``w_bits`` in the forward pass (a :class:`FakeQuantize` parametrization, so the
+    optimizer updates the float "latent" weights through the STE), and with ``a_bits`` every such layer's
+    input too (asymmetric, observed range). ``learn_scale`` learns the weight scales (LSQ); ``noise`` trains
+    with uniform weight noise of the quantizer's step instead (noise injection). Train it with
+    :func:`utils.train.fit`; in eval mode, with ``a_bits=None``, its outputs equal those of
+    :func:`quantize_weights` applied to its latent weights."""
+    from torch.nn.utils import parametrize
+
+    _check_bits(w_bits)
+    if a_bits is not None:
+        _check_bits(a_bits)
+    if learn_scale and noise:
+        raise ValueError("learn_scale and noise cannot be combined")
+    out = copy.deepcopy(model)
+    for module in [m for m in out.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]:
+        w = module.weight.detach()
+        scale = qparams(w, w_bits, per_channel=per_channel)[0] if learn_scale else None
+        quantizer = FakeQuantize(w_bits, per_channel=per_channel, scale=scale, noise=noise)
+        parametrize.register_parametrization(module, "weight", quantizer)
+        if a_bits is not None:
+            module.input_quantizer = FakeQuantize(a_bits, symmetric=False, observe=True)
+            module.register_forward_pre_hook(lambda mod, inp: (mod.input_quantizer(inp[0]), *inp[1:]))
+    return out
+
+
+def latent_model(qat_model: nn.Module, like: nn.Module) -> nn.Module:
+    """A plain copy of ``like`` (the float model :func:`prepare_qat` started from) holding the float "latent"
+    weights and the biases that the QAT model trained; :func:`quantize_weights` of it reproduces the QAT
+    model's quantized weights. (Built from ``like`` because a deep copy of a parametrized module shares its
+    generated class with the original, so it cannot be un-parametrized safely.)"""
+    state = {k.replace(".parametrizations.weight.original", ".weight"): v for k, v in qat_model.state_dict().items()}
+    out = copy.deepcopy(like)
+    missing = [k for k in out.state_dict() if k not in state]
+    if missing:
+        raise ValueError(f"qat_model was not prepared from a model like this one: missing {missing[:3]}")
+    out.load_state_dict({k: state[k] for k in out.state_dict()})
+    return out
