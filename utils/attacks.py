@@ -92,11 +92,14 @@ def random_perturbation(
 
 
 def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits f(x) (detached) and ∇ₓ Σᵢ L(f(xᵢ), yᵢ), i.e. each sample's own input gradient."""
+    """Logits f(x) (detached) and ∇ₓ Σᵢ L(f(xᵢ), yᵢ), i.e. each sample's own input gradient; zero where the
+    model cuts the gradient path (e.g. true rounding of its inputs, which masks gradients)."""
     x = x.detach().requires_grad_(True)
     z = model(x)
-    (grad,) = torch.autograd.grad(F.cross_entropy(z, y, reduction="sum"), x)
-    return z.detach(), grad
+    if not z.requires_grad:
+        return z.detach(), torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(F.cross_entropy(z, y, reduction="sum"), x, allow_unused=True)
+    return z.detach(), torch.zeros_like(x) if grad is None else grad
 
 
 @contextmanager

@@ -254,24 +254,42 @@ def adversarial_rounding(
     return _map_weights(model, worst)
 
 
-class _InputQuantizer:
-    """Forward pre-hook that fake-quantizes a module's input on a fixed asymmetric grid."""
+def fake_quantize_ste(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int, *, symmetric: bool = True
+) -> torch.Tensor:
+    """:func:`fake_quantize` in the forward pass (bit for bit), the straight-through estimator in the
+    backward pass: ∂x̂/∂x = 1 where x/Δ + z lies in [q_min, q_max], 0 where it is clipped; a ``scale`` that
+    requires grad gets LSQ's gradient round(v) − v inside the range and q_min or q_max outside."""
+    q_min, q_max = code_range(bits, symmetric)
+    v = (x / scale + zero_point).clamp(q_min, q_max)  # clamp passes gradient only inside the range
+    surrogate = (v + (torch.round(v) - v).detach() - zero_point) * scale
+    exact = fake_quantize(x.detach(), scale.detach(), zero_point.detach(), bits, symmetric=symmetric)
+    return exact + (surrogate - surrogate.detach())
 
-    def __init__(self, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> None:
+
+class _InputQuantizer:
+    """Forward pre-hook that fake-quantizes a module's input on a fixed asymmetric grid (with the
+    straight-through estimator in the backward pass when ``straight_through``, else the true gradient of
+    rounding, which is zero almost everywhere)."""
+
+    def __init__(self, scale: torch.Tensor, zero: torch.Tensor, bits: int, straight_through: bool) -> None:
         self.scale, self.zero, self.bits = scale, zero, bits
+        self.quantizer = fake_quantize_ste if straight_through else fake_quantize
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x = inputs[0]
-        return (fake_quantize(x, self.scale.to(x.device), self.zero.to(x.device), self.bits, symmetric=False),
+        return (self.quantizer(x, self.scale.to(x.device), self.zero.to(x.device), self.bits, symmetric=False),
                 *inputs[1:])
 
 
 def quantize_activations(
-    model: nn.Module, bits: int, calibration: torch.Tensor, *, method: str = "minmax", percentile: float = 99.99
+    model: nn.Module, bits: int, calibration: torch.Tensor, *, method: str = "minmax", percentile: float = 99.99,
+    straight_through: bool = False,
 ) -> nn.Module:
     """A copy of ``model`` whose every linear and convolution layer fake-quantizes its *input* to ``bits``
     (asymmetric, per tensor), with the range calibrated once on the ``calibration`` batch (``minmax`` or
-    ``percentile``, see :func:`qparams`): the activations of a W/A-quantized network."""
+    ``percentile``, see :func:`qparams`): the activations of a W/A-quantized network. Gradients through the
+    rounding are its true ones (zero almost everywhere) unless ``straight_through``."""
     _check_bits(bits)
     _check_pair(calibration)
     if method not in ("minmax", "percentile"):
@@ -286,7 +304,7 @@ def quantize_activations(
         h.remove()
     for m in layers:
         scale, zero = qparams(seen[m], bits, symmetric=False, method=method, percentile=percentile)
-        m.register_forward_pre_hook(_InputQuantizer(scale, zero, bits))
+        m.register_forward_pre_hook(_InputQuantizer(scale, zero, bits, straight_through))
     return out
 
 
@@ -430,13 +448,9 @@ class FakeQuantize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale, zero = self._grid(x)
-        q_min, q_max = code_range(self.bits, self.symmetric)
         if self.noise and self.training:
             return x + scale.detach() * (torch.rand_like(x) - 0.5)
-        v = (x / scale + zero).clamp(q_min, q_max)  # clamp passes gradient only inside the range
-        surrogate = (v + (torch.round(v) - v).detach() - zero) * scale  # STE for x, LSQ's gradient for Δ
-        exact = fake_quantize(x.detach(), scale.detach(), zero.detach(), self.bits, symmetric=self.symmetric)
-        return exact + (surrogate - surrogate.detach())
+        return fake_quantize_ste(x, scale, zero, self.bits, symmetric=self.symmetric)
 
 
 def prepare_qat(
