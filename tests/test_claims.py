@@ -55,3 +55,18 @@ def test_bad_arguments_are_rejected_clearly():
         claims.claim("s", np.array([True, False]), "e")
     with pytest.raises(ValueError, match="chapter must be a name"):
         claims.begin_chapter("../evil")
+
+
+def test_status_and_find_report_missing_stale_and_fresh_records(isolated_root):
+    (isolated_root / "chapters").mkdir()
+    (isolated_root / "chapters" / "02_demo.ipynb").write_text(json.dumps({"cells": []}))
+    claims.begin_chapter("02_demo")
+    claims.claim("Noise flips few predictions", True, {"flip rate": 0.01})
+    rows = {r["chapter"]: r for r in claims.status(["02_demo", "03_absent"])}
+    assert rows["02_demo"]["action"] == "ok" and rows["02_demo"]["claims"] == 1
+    assert rows["03_absent"]["action"] == "run chapters/03_absent.ipynb" and not rows["03_absent"]["recorded"]
+    assert claims.find("02_demo", "Noise flips")["evidence"] == {"flip rate": 0.01}
+    assert claims.find("02_demo", "Attacks") is None and claims.find("03_absent", "x") is None
+    (isolated_root / "chapters" / "02_demo.ipynb").write_text(json.dumps({"cells": [
+        {"cell_type": "code", "source": ["print(1)"]}]}))
+    assert claims.status(["02_demo"])[0]["stale"] and claims.find("02_demo", "Noise flips") is None

@@ -20,6 +20,15 @@ from typing import Any
 from . import config
 
 HYPOTHESES = tuple(f"H{i}" for i in range(1, 8))
+HYPOTHESES_TEXT = {  # the book's hypotheses, in a few words (the introduction states them in full)
+    "H1": "adversarial directions are rare",
+    "H2": "quantization flips only inputs near a decision boundary",
+    "H3": "wider networks tolerate random weight noise better",
+    "H4": "other weights compensate, so retraining recovers",
+    "H5": "distance to the boundary, in the perturbation's direction, decides",
+    "H6": "random input noise of norm 0.1–1 leaves predictions unchanged (published)",
+    "H7": "quantization error behaves like random noise",
+}
 CLAIMS_DIR = "data/claims"
 _state: dict[str, Any] = {"chapter": None, "root": None}
 
@@ -122,3 +131,32 @@ def read_claims(chapter: str | None = None, *, root: str | Path = CLAIMS_DIR) ->
         stale = record["scale"] != config.SCALE or record["digest"] != notebook_digest(record["chapter"])
         out += [{**c, "chapter": record["chapter"], "stale": stale} for c in record["claims"]]
     return out
+
+
+def status(chapters: Sequence[str], *, root: str | Path = CLAIMS_DIR) -> list[dict[str, Any]]:
+    """For each chapter: whether its claims are recorded, how many, whether they are stale, and what to do
+    (``"run chapters/<chapter>.ipynb"`` when they are missing or stale, else ``"ok"``)."""
+    rows = []
+    for chapter in chapters:
+        try:
+            records = read_claims(chapter, root=root)
+        except FileNotFoundError:
+            records = None
+        stale = records is None or any(r["stale"] for r in records)
+        rows.append({"chapter": chapter, "recorded": records is not None, "claims": len(records or []),
+                     "stale": records is not None and stale,
+                     "action": f"run chapters/{chapter}.ipynb" if stale else "ok"})
+    return rows
+
+
+def find(chapter: str, prefix: str, *, root: str | Path = CLAIMS_DIR) -> dict[str, Any] | None:
+    """The first claim recorded by ``chapter`` whose statement starts with ``prefix``, if it is recorded,
+    fresh (not stale) and holds; else None."""
+    try:
+        records = read_claims(chapter, root=root)
+    except FileNotFoundError:
+        return None
+    for record in records:
+        if record["statement"].startswith(prefix):
+            return record if record["holds"] and not record["stale"] else None
+    return None
