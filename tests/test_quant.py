@@ -138,3 +138,16 @@ def test_onnx_runtime_int8_model_is_smaller_and_agrees(tmp_path):
     rows = quant.onnx_benchmark(model, torch.rand(32, 1, 8, 8), tmp_path, repeats=2)
     assert [r["model"] for r in rows] == ["float32", "int8"]
     assert rows[1]["file size (kB)"] < rows[0]["file size (kB)"] and rows[1]["agrees with float"] >= 0.9
+
+
+def test_true_rounding_masks_input_gradients_and_the_straight_through_version_does_not():
+    model = SmallCNN(1, 10, 8).eval()
+    x = torch.rand(16, 1, 8, 8)
+    masked = quant.quantize_activations(model, 4, x)
+    through = quant.quantize_activations(model, 4, x, straight_through=True)
+    assert torch.equal(masked(x), through(x))  # the same function
+    xr = x.clone().requires_grad_(True)
+    # rounding (through integer codes) cuts the graph between the input and the output
+    assert torch.autograd.grad(masked(xr).sum(), xr, allow_unused=True)[0] is None
+    through(xr).sum().backward()
+    assert xr.grad.abs().sum() > 0

@@ -163,3 +163,21 @@ def test_weighted_trace_and_difference():
     assert torch.count_nonzero(diff["layers.2.weight"]) == 0
     with pytest.raises(ValueError, match="same parameters"):
         weights.difference(model, MLP(3, 5, 3))
+
+
+def test_gradients_and_the_quadratic_terms_match_autograd_and_the_exact_hessian():
+    model, x, y = tiny_problem()
+    g = weights.flatten(weights.gradient(model, x, y))
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    expected = torch.cat([t.flatten() for t in torch.autograd.grad(loss, list(model.parameters()))])
+    assert torch.allclose(g, expected, atol=1e-6)
+    # one "minibatch" holding every sample is the full gradient, whatever the order
+    full = weights.minibatch_gradients(model, x, y, batch_size=len(x), n_batches=2)
+    assert full.shape == (2, len(g)) and torch.allclose(full, g.expand_as(full), atol=1e-6)
+    delta = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(6))
+    first, second = weights.quadratic_terms(model, x, y, delta)
+    d = weights.flatten(delta)
+    assert first == pytest.approx((g @ d).item(), rel=1e-5)
+    assert second == pytest.approx(0.5 * (d @ exact_hessian(model, x, y) @ d).item(), rel=1e-4)
+    with pytest.raises(ValueError, match="need 1 <= batch_size"):
+        weights.minibatch_gradients(model, x, y, batch_size=0, n_batches=1)

@@ -56,17 +56,18 @@ def unflatten(vector: torch.Tensor, like: Direction) -> Direction:
     return {n: p.reshape(*vector.shape[:-1], *t.shape) for (n, t), p in zip(like.items(), parts, strict=True)}
 
 
+def _stateless(model: nn.Module) -> Callable[[Direction, torch.Tensor], torch.Tensor]:
+    """(θ, x) ↦ f(x; θ): the model as a function of its parameters (buffers fixed), for ``torch.func``."""
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    return lambda params, x: functional_call(model, {**buffers, **params}, (x,))
+
+
 def _loss_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[Direction], torch.Tensor]:
     """θ ↦ mean cross-entropy of the model with parameters θ on (x, y), for ``torch.func`` transforms."""
     _check_pair(x, y)
-    buffers = {n: b.detach() for n, b in model.named_buffers()}
-    dev = _model_device(model)
+    f, dev = _stateless(model), _model_device(model)
     x, y = x.to(dev), y.to(dev)
-
-    def loss(params: Direction) -> torch.Tensor:
-        return F.cross_entropy(functional_call(model, {**buffers, **params}, (x,)), y)
-
-    return loss
+    return lambda params: F.cross_entropy(f(params, x), y)
 
 
 def random_direction(
@@ -171,14 +172,12 @@ def loss_surface(
         raise ValueError(f"coords must be shaped (K, {len(directions)}) for {len(directions)} directions")
     for d in directions:
         _check_direction(model, d)
-    theta = parameters_of(model)
-    buffers = {n: b.detach() for n, b in model.named_buffers()}
-    dev = _model_device(model)
+    theta, f, dev = parameters_of(model), _stateless(model), _model_device(model)
     x, y = x.to(dev), y.to(dev)
     basis = torch.stack([flatten(d).to(dev) for d in directions])  # (J, P)
 
     def evaluate(params: Direction) -> tuple[torch.Tensor, torch.Tensor]:
-        z = functional_call(model, {**buffers, **params}, (x,))
+        z = f(params, x)
         return F.cross_entropy(z, y), (z.argmax(1) == y).float().mean()
 
     losses, accs, was_training = [], [], model.training
@@ -298,11 +297,10 @@ def minibatch_gradients(
     idx = torch.stack([torch.randperm(len(x), generator=generator)[:batch_size] for _ in range(n_batches)])
     dev = _model_device(model)
     xb, yb = x[idx].to(dev), y[idx].to(dev)
-    theta, buffers = parameters_of(model), {n: b.detach() for n, b in model.named_buffers()}
+    theta, f = parameters_of(model), _stateless(model)
 
     def batch_grad(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        loss = lambda p: F.cross_entropy(functional_call(model, {**buffers, **p}, (xs,)), ys)
-        return flatten(grad(loss)(theta))
+        return flatten(grad(lambda p: F.cross_entropy(f(p, xs), ys))(theta))
 
     return vmap(batch_grad)(xb, yb)
 
