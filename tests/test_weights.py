@@ -19,9 +19,14 @@ def tiny_problem(seed: int = 0):
 
 
 def exact_hessian(model, x, y) -> torch.Tensor:
+    """The full P × P Hessian of the mean cross-entropy, formed by autograd (independent of utils.weights)."""
     theta = weights.parameters_of(model)
-    loss = weights._loss_function(model, x, y)
-    return torch.autograd.functional.hessian(lambda v: loss(weights.unflatten(v, theta)), weights.flatten(theta))
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        z = torch.func.functional_call(model, weights.unflatten(v, theta), (x,))
+        return torch.nn.functional.cross_entropy(z, y)
+
+    return torch.autograd.functional.hessian(loss, weights.flatten(theta))
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +186,17 @@ def test_gradients_and_the_quadratic_terms_match_autograd_and_the_exact_hessian(
     assert second == pytest.approx(0.5 * (d @ exact_hessian(model, x, y) @ d).item(), rel=1e-4)
     with pytest.raises(ValueError, match="need 1 <= batch_size"):
         weights.minibatch_gradients(model, x, y, batch_size=0, n_batches=1)
+
+
+def test_curvature_computed_in_data_batches_equals_the_one_batch_result(monkeypatch):
+    model, x, y = tiny_problem()
+    v = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(7))
+    whole = (weights.flatten(weights.gradient(model, x, y)),
+             weights.flatten(weights.hessian_vector_product(model, x, y, v)),
+             weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])
+    monkeypatch.setattr(weights, "BATCH_SIZE", 10)  # 64 samples in batches of 10, 10, …, 4
+    batched = (weights.flatten(weights.gradient(model, x, y)),
+               weights.flatten(weights.hessian_vector_product(model, x, y, v)),
+               weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])
+    for a, b in zip(whole, batched, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

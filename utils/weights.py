@@ -19,11 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from . import quant
+from . import config, quant
 from .train import _check_pair, _model_device
 
 Direction = dict[str, torch.Tensor]
 NORMALIZATIONS = ("filter", "layer", "none")
+BATCH_SIZE = 2048 if config.SCALE == "small" else 128
+"""Samples per data batch in losses, gradients and Hessian-vector products: sums over batches are exact,
+the batch only bounds memory (at the small scale every data set fits in one batch). Lower it if a large
+model runs out of memory."""
 
 
 def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -62,12 +66,45 @@ def _stateless(model: nn.Module) -> Callable[[Direction, torch.Tensor], torch.Te
     return lambda params, x: functional_call(model, {**buffers, **params}, (x,))
 
 
-def _loss_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[Direction], torch.Tensor]:
-    """θ ↦ mean cross-entropy of the model with parameters θ on (x, y), for ``torch.func`` transforms."""
+def _batch_losses(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> list[tuple[Callable[[Direction], torch.Tensor], float]]:
+    """[(θ ↦ mean cross-entropy on batch b, n_b/N)] over batches of :data:`BATCH_SIZE` samples, for
+    ``torch.func`` transforms: L = Σ_b (n_b/N)·L_b, and so are its gradient and Hessian-vector products,
+    computed one batch at a time to bound memory."""
     _check_pair(x, y)
     f, dev = _stateless(model), _model_device(model)
-    x, y = x.to(dev), y.to(dev)
-    return lambda params: F.cross_entropy(f(params, x), y)
+
+    def cross_entropy(xb: torch.Tensor, yb: torch.Tensor) -> Callable[[Direction], torch.Tensor]:
+        return lambda params: F.cross_entropy(f(params, xb), yb)
+
+    return [(cross_entropy(xb.to(dev), yb.to(dev)), len(xb) / len(x))
+            for xb, yb in zip(x.split(BATCH_SIZE), y.split(BATCH_SIZE), strict=True)]
+
+
+def _loss_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[Direction], torch.Tensor]:
+    """θ ↦ L(θ) on (x, y), summed batch by batch (no gradient)."""
+    parts = _batch_losses(model, x, y)
+
+    def loss(params: Direction) -> torch.Tensor:
+        with torch.no_grad():
+            return sum(w * fn(params) for fn, w in parts)
+
+    return loss
+
+
+def _gradient_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[Direction], Direction]:
+    """θ ↦ ∇L(θ) on (x, y), accumulated batch by batch."""
+    parts = _batch_losses(model, x, y)
+
+    def gradient_at(params: Direction) -> Direction:
+        total = {n: torch.zeros_like(t) for n, t in params.items()}
+        for fn, w in parts:
+            for n, g in grad(fn)(params).items():
+                total[n] += w * g
+        return total
+
+    return gradient_at
 
 
 def random_direction(
@@ -120,10 +157,10 @@ def adversarial_direction(
     has the same per-layer norms as a ``layer``-normalized random direction."""
     if not eps > 0 or isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"need eps > 0 and steps a positive integer, got eps={eps!r}, steps={steps!r}")
-    theta, loss = parameters_of(model), _loss_function(model, x, y)
+    theta, gradient_at = parameters_of(model), _gradient_at(model, x, y)
     v = {n: torch.zeros_like(p) for n, p in theta.items()}
     for _ in range(steps):
-        step = _rescale(grad(loss)({n: theta[n] + v[n] for n in theta}), relative, theta)
+        step = _rescale(gradient_at({n: theta[n] + v[n] for n in theta}), relative, theta)
         v = _project({n: v[n] + 2.5 * eps / steps * step[n] for n in v}, eps, relative, theta)
     return _rescale(v, relative, theta)
 
@@ -177,8 +214,12 @@ def loss_surface(
     basis = torch.stack([flatten(d).to(dev) for d in directions])  # (J, P)
 
     def evaluate(params: Direction) -> tuple[torch.Tensor, torch.Tensor]:
-        z = f(params, x)
-        return F.cross_entropy(z, y), (z.argmax(1) == y).float().mean()
+        loss, correct = 0.0, 0.0
+        for xb, yb in zip(x.split(BATCH_SIZE), y.split(BATCH_SIZE), strict=True):
+            z = f(params, xb)
+            loss = loss + F.cross_entropy(z, yb, reduction="sum")
+            correct = correct + (z.argmax(1) == yb).float().sum()
+        return loss / len(x), correct / len(x)
 
     losses, accs, was_training = [], [], model.training
     model.eval()
@@ -207,8 +248,13 @@ def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v
     (``jvp`` of ``grad``), never forming H."""
     _check_direction(model, v)
     _quiet_forward_ad()
-    theta, loss = parameters_of(model), _loss_function(model, x, y)
-    return jvp(grad(loss), (theta,), ({n: v[n].to(theta[n]) for n in theta},))[1]
+    theta = parameters_of(model)
+    tangent = {n: v[n].to(theta[n]) for n in theta}
+    total = {n: torch.zeros_like(t) for n, t in theta.items()}
+    for fn, w in _batch_losses(model, x, y):
+        for n, hv in jvp(grad(fn), (theta,), (tangent,))[1].items():
+            total[n] += w * hv
+    return total
 
 
 def quadratic_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: Direction) -> tuple[float, float]:
@@ -221,12 +267,16 @@ def quadratic_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: D
 def _batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function V (k, P) ↦ (H V_i)_i (k, P), vectorized over the k vectors."""
     _quiet_forward_ad()
-    theta, loss = parameters_of(model), _loss_function(model, x, y)
+    theta, parts = parameters_of(model), _batch_losses(model, x, y)
 
-    def hvp(vec: torch.Tensor) -> torch.Tensor:
-        return flatten(jvp(grad(loss), (theta,), (unflatten(vec, theta),))[1])
+    def hvps(vectors: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(vectors)
+        for fn, w in parts:
+            hvp = lambda vec, fn=fn: flatten(jvp(grad(fn), (theta,), (unflatten(vec, theta),))[1])
+            total += w * vmap(hvp)(vectors)
+        return total
 
-    return vmap(hvp)
+    return hvps
 
 
 def hessian_trace(
@@ -281,8 +331,8 @@ def top_eigenvalues(
 
 
 def gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Direction:
-    """∇_θ L on the whole batch (x, y)."""
-    return grad(_loss_function(model, x, y))(parameters_of(model))
+    """∇_θ L on all of (x, y), accumulated over batches of :data:`BATCH_SIZE`."""
+    return _gradient_at(model, x, y)(parameters_of(model))
 
 
 def minibatch_gradients(
@@ -302,7 +352,7 @@ def minibatch_gradients(
     def batch_grad(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         return flatten(grad(lambda p: F.cross_entropy(f(p, xs), ys))(theta))
 
-    return vmap(batch_grad)(xb, yb)
+    return vmap(batch_grad, chunk_size=4)(xb, yb)  # four minibatches' activations at a time
 
 
 def int8_codes(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -364,12 +414,13 @@ def bit_flip_attack(
     (exactly ``n_flips`` distinct bits flipped) and the loss after each flip."""
     if isinstance(n_flips, bool) or not isinstance(n_flips, int) or n_flips < 0:
         raise ValueError(f"n_flips must be a non-negative integer, got {n_flips!r}")
-    state, history, loss_fn = int8_codes(model), [], _loss_function(model, x, y)
+    state, history = int8_codes(model), []
+    loss_fn, gradient_at = _loss_at(model, x, y), _gradient_at(model, x, y)
     floats = parameters_of(model)
     done = {n: torch.zeros(q.numel() * 8, dtype=torch.bool, device=q.device) for n, (q, _) in state.items()}
     for _ in range(n_flips):
         params = {**floats, **_dequantized(state)}
-        g = grad(loss_fn)(params)
+        g = gradient_at(params)
         trials = []
         for name, (q, scale) in state.items():
             bits = torch.arange(8, device=q.device)
@@ -377,8 +428,7 @@ def bit_flip_attack(
             pos = gain.flatten().masked_fill(done[name], -math.inf).argmax()
             flat = q.flatten().clone()
             flat[pos // 8] = flip_bits(flat[pos // 8], pos % 8)
-            with torch.no_grad():
-                loss = loss_fn({**params, name: scale * flat.view_as(q).to(scale.dtype)}).item()
+            loss = loss_fn({**params, name: scale * flat.view_as(q).to(scale.dtype)}).item()
             trials.append((loss, name, pos, flat.view_as(q)))
         loss, name, pos, q_new = max(trials, key=lambda t: t[0])
         state[name] = (q_new, state[name][1])
