@@ -4,7 +4,7 @@ import foolbox
 import pytest
 import torch
 
-from utils import attacks, config, geometry, train
+from utils import attacks, config, geometry, noise, train
 from utils.data import load_dataset
 from utils.models import MLP, build_model
 
@@ -29,36 +29,36 @@ def half_plane(d: int = 2, threshold: float = 0.5) -> MLP:
     return model.eval()
 
 
-@pytest.mark.parametrize("norm", attacks.NORMS)
+@pytest.mark.parametrize("norm", noise.NORMS)
 def test_random_perturbation_sizes(norm):
     x, gen = torch.rand(300, 3, 4, 4), torch.Generator().manual_seed(0)
     eps = torch.linspace(0.01, 2.0, 300)
     for kind in ("sphere", "sign"):
-        delta = attacks.random_perturbation(x, eps, norm=norm, kind=kind, generator=gen)
+        delta = noise.random_perturbation(x, eps, norm=norm, kind=kind, generator=gen)
         assert delta.shape == x.shape
-        assert torch.allclose(attacks.norms(delta, norm), eps, rtol=1e-5)
-    ball = attacks.random_perturbation(x, 0.3, norm=norm, kind="ball", generator=gen)
-    assert (attacks.norms(ball, norm) <= 0.3 + 1e-6).all() and attacks.norms(ball, norm).min() < 0.3
-    gauss = attacks.random_perturbation(torch.rand(4000, 48), 0.5, norm=norm, kind="gaussian", generator=gen)
-    sign = attacks.random_perturbation(torch.rand(1, 48), 0.5, norm=norm, kind="sign", generator=gen)
+        assert torch.allclose(noise.norms(delta, norm), eps, rtol=1e-5)
+    ball = noise.random_perturbation(x, 0.3, norm=norm, kind="ball", generator=gen)
+    assert (noise.norms(ball, norm) <= 0.3 + 1e-6).all() and noise.norms(ball, norm).min() < 0.3
+    gauss = noise.random_perturbation(torch.rand(4000, 48), 0.5, norm=norm, kind="gaussian", generator=gen)
+    sign = noise.random_perturbation(torch.rand(1, 48), 0.5, norm=norm, kind="sign", generator=gen)
     # E‖δ‖₂² equals the sign perturbation's ‖δ‖₂²; the mean of 4000 χ²₄₈-like draws has relative s.e. 0.3%
     assert gauss.pow(2).sum(1).mean().item() == pytest.approx(sign.pow(2).sum().item(), rel=0.015)
 
 
 def test_linf_sphere_is_on_the_cube_surface_and_l2_ball_fills_the_ball():
     gen = torch.Generator().manual_seed(1)
-    surface = attacks.random_perturbation(torch.rand(5000, 2), 1.0, norm="linf", kind="sphere", generator=gen)
+    surface = noise.random_perturbation(torch.rand(5000, 2), 1.0, norm="linf", kind="sphere", generator=gen)
     assert torch.allclose(surface.abs().amax(1), torch.ones(5000))
-    ball = attacks.random_perturbation(torch.rand(20000, 2), 1.0, norm="l2", kind="ball", generator=gen)
+    ball = noise.random_perturbation(torch.rand(20000, 2), 1.0, norm="l2", kind="ball", generator=gen)
     # uniform in the disc: P(‖δ‖ ≤ ½) = ¼, s.e. of the fraction over 20,000 draws 0.003
-    assert (attacks.norms(ball) <= 0.5).float().mean().item() == pytest.approx(0.25, abs=0.012)
+    assert (noise.norms(ball) <= 0.5).float().mean().item() == pytest.approx(0.25, abs=0.012)
 
 
 def test_random_directions_are_nearly_orthogonal_to_the_gradient_in_high_dimension():
     d = 4096
     model = MLP(d, (), 2)
     cos = attacks.alignment(model, torch.rand(1, d), None, 5000, generator=torch.Generator().manual_seed(0))
-    delta = attacks.random_perturbation(torch.rand(5000, d), 1.0, generator=torch.Generator().manual_seed(1))
+    delta = noise.random_perturbation(torch.rand(5000, d), 1.0, generator=torch.Generator().manual_seed(1))
     fixed = torch.nn.functional.normalize(torch.randn(d), dim=0)
     # var(cos) = 1/d exactly; a sample variance of 5,000 draws has relative s.e. sqrt(2/5000) = 2%: 4 s.e.
     for c in (cos.flatten().double(), (delta @ fixed).double()):
@@ -72,25 +72,25 @@ def test_deepfool_on_linear_models_finds_the_analytic_distance():
     x = torch.rand(200, 20, generator=gen)
     w, b = geometry.linear_boundary(binary)
     delta = attacks.deepfool(binary, x)
-    assert attacks.norms(delta).tolist() == pytest.approx(geometry.hyperplane_distance(x, w, b).tolist(), rel=0.01)
+    assert noise.norms(delta).tolist() == pytest.approx(geometry.hyperplane_distance(x, w, b).tolist(), rel=0.01)
     assert attacks.flip_rate(binary, x, x + delta) == 1.0
     multi = MLP(20, (), 5)  # inside a convex cell the nearest boundary is the nearest pairwise hyperplane
     z, wk = multi(x).detach(), multi.layers[0].weight.detach()
     top = z.argmax(1)
     dist = (z - z.gather(1, top[:, None])).abs() / (wk[None] - wk[top][:, None]).norm(dim=2)
     expected = dist.scatter(1, top[:, None], math.inf).amin(1)
-    assert attacks.norms(attacks.deepfool(multi, x)).tolist() == pytest.approx(expected.tolist(), rel=0.01)
+    assert noise.norms(attacks.deepfool(multi, x)).tolist() == pytest.approx(expected.tolist(), rel=0.01)
 
 
 def test_deepfool_agrees_with_foolbox(digits_mlp):
     model, x = digits_mlp
-    ours = attacks.norms(attacks.deepfool(model, x, refine=False))
+    ours = noise.norms(attacks.deepfool(model, x, refine=False))
     raw, _, _ = foolbox.attacks.L2DeepFoolAttack(steps=50, overshoot=0.02)(
         foolbox.PyTorchModel(model, bounds=(0, 1)), x, train.predict(model, x), epsilons=None)
-    peer = attacks.norms(raw - x)
+    peer = noise.norms(raw - x)
     # same algorithm; per-point paths may differ where two boundaries are nearly equidistant
     assert (ours / peer).median().item() == pytest.approx(1.0, abs=0.02)
-    refined = attacks.norms(attacks.deepfool(model, x))
+    refined = noise.norms(attacks.deepfool(model, x))
     assert (refined <= ours * (1 + 1e-4)).all() and attacks.flip_rate(model, x, x + attacks.deepfool(model, x)) == 1
 
 
@@ -100,7 +100,7 @@ def test_pgd_stays_in_the_ball_and_box_and_beats_fgsm_and_a_peer(digits_mlp, nor
     label = train.predict(model, x)
     adv = [attacks.pgd(model, x, label, eps, norm=norm, generator=torch.Generator().manual_seed(s)) for s in range(3)]
     for a in adv:
-        assert (attacks.norms(a - x, norm) <= eps * (1 + 1e-5)).all() and a.min() >= 0 and a.max() <= 1
+        assert (noise.norms(a - x, norm) <= eps * (1 + 1e-5)).all() and a.min() >= 0 and a.max() <= 1
     ours = sum(attacks.flip_rate(model, x, a) for a in adv) / 3
     assert ours >= attacks.flip_rate(model, x, attacks.fgsm(model, x, label, eps, norm=norm))
     peer_attack = (foolbox.attacks.LinfPGD if norm == "linf" else foolbox.attacks.L2PGD)(
@@ -127,38 +127,39 @@ def test_minimal_radii_on_a_half_plane():
     r = attacks.flip_radius(model, x, dirs)
     assert r[0, :2].tolist() == pytest.approx([0.3, 0.3 * math.sqrt(2)], rel=1e-5) and math.isinf(r[0, 2])
     # at radius 0.6 the ray flips when cos θ > ½: one third of the circle; s.e. over 20,000 draws 0.0033
-    frac = attacks.random_flip_fraction(model, x, 0.6, 20000, generator=torch.Generator().manual_seed(0))
+    frac = noise.random_flip_fraction(model, x, 0.6, 20000, generator=torch.Generator().manual_seed(0))
     assert frac.item() == pytest.approx(1 / 3, abs=0.014)
-
-
-def test_flip_curves_rows(digits_mlp):
-    model, x = digits_mlp
-    rows = attacks.flip_curves(model, x[:100], [0.0, 0.2], norm="linf", n_draws=2, progress=False)
-    assert [(r["method"], r["eps"]) for r in rows[:5]] == [(m, 0.0) for m in attacks.METHODS]
-    assert all(r["flip_rate"] == 0 for r in rows[:5])
-    rate = {r["method"]: r["flip_rate"] for r in rows[5:]}
-    assert rate["pgd"] >= rate["fgsm"] > rate["sign"]
 
 
 def test_bad_arguments_are_rejected_clearly():
     model, x = half_plane(), torch.rand(3, 2)
     with pytest.raises(ValueError, match="eps must be finite and >= 0"):
-        attacks.random_perturbation(x, -0.1)
+        noise.random_perturbation(x, -0.1)
+    with pytest.raises(TypeError, match="eps must be a number"):
+        attacks.fgsm(model, x, None, "0.1")
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        noise.random_perturbation(torch.ones(3, 2, dtype=torch.int64), 0.1)
+    with pytest.raises(ValueError, match="x must lie in \\[0, 1\\]"):
+        attacks.pgd(model, x + 0.5, None, 0.1)
+    with pytest.raises(ValueError, match="y must be class indices in \\[0, 2\\)"):
+        attacks.fgsm(model, x, torch.tensor([0, 1, 2]), 0.1)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        attacks.pgd(model, x, None, 0.1, generator=3)
+    with pytest.raises(ValueError, match="step_size must be a finite number"):
+        attacks.pgd(model, x, None, 0.1, step_size=float("inf"))
     with pytest.raises(ValueError, match="one value per sample"):
         attacks.pgd(model, x, None, torch.ones(2))
     with pytest.raises(ValueError, match="norm must be one of"):
         attacks.fgsm(model, x, None, 0.1, norm="l1")
     with pytest.raises(ValueError, match="kind must be one of"):
-        attacks.random_perturbation(x, 0.1, kind="uniform")
-    with pytest.raises(ValueError, match="same number of samples"):
+        noise.random_perturbation(x, 0.1, kind="uniform")
+    with pytest.raises(ValueError, match="y must be a 1-D tensor with one label per sample"):
         attacks.pgd(model, x, torch.zeros(2, dtype=torch.long), 0.1)
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be an integer in \\[1, inf\\]"):
         attacks.pgd(model, x, None, 0.1, steps=0)
-    with pytest.raises(ValueError, match="x_perturbed must have x's shape"):
+    with pytest.raises(ValueError, match="x_perturbed must have shape \\(3, 2\\)"):
         attacks.flip_rate(model, x, x[:2])
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         attacks.fgsm(lambda v: v, x, None, 0.1)
-    with pytest.raises(ValueError, match="non-empty list of eps"):
-        attacks.flip_curves(model, x, [], progress=False)
-    with pytest.raises(ValueError, match="n_draws must be a positive integer"):
-        attacks.random_flip_fraction(model, x, 0.1, 0)
+    with pytest.raises(ValueError, match="n_draws must be an integer in \\[1, inf\\]"):
+        noise.random_flip_fraction(model, x, 0.1, 0)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from utils import config, quant, train, weights
+from utils import bitflips, curvature, quant, train, weights
 from utils.data import load_dataset
 from utils.models import MLP, SmallCNN, build_model
 
@@ -31,10 +31,11 @@ def exact_hessian(model, x, y) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def digits_mlp():
-    data = load_dataset("digits")
-    config.set_seed(0)
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
     model = build_model("mlp", data, hidden=(32,))
-    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu")
+    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu",
+              generator=torch.Generator().manual_seed(0))
     return model.eval(), data.x_test, data.y_test
 
 
@@ -42,14 +43,14 @@ def test_hvp_trace_and_eigenvalues_match_the_exact_hessian():
     model, x, y = tiny_problem()
     h = exact_hessian(model, x, y)
     v = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(1))
-    hv = weights.flatten(weights.hessian_vector_product(model, x, y, v))
+    hv = weights.flatten(curvature.hessian_vector_product(model, x, y, v))
     assert torch.allclose(hv, h @ weights.flatten(v), atol=1e-5)
-    trace, se = weights.hessian_trace(model, x, y, n_probes=4000, generator=torch.Generator().manual_seed(2))
+    trace, se = curvature.hessian_trace(model, x, y, n_probes=4000, generator=torch.Generator().manual_seed(2))
     # Hutchinson is unbiased; 4000 probes: the estimate is within 4 of its own standard errors
     assert abs(trace - h.trace().item()) < 4 * se and se < 0.05 * abs(h.trace().item())
     eig = torch.linalg.eigvalsh(h.double())
     expected = eig[eig.abs().argsort(descending=True)[:3]].sort(descending=True).values
-    top = weights.top_eigenvalues(model, x, y, k=3, iters=1000, tol=1e-9, generator=torch.Generator().manual_seed(3))
+    top = curvature.top_eigenvalues(model, x, y, k=3, iters=1000, tol=1e-9, generator=torch.Generator().manual_seed(3))
     assert top.double().tolist() == pytest.approx(expected.tolist(), rel=1e-3, abs=1e-6)
 
 
@@ -110,7 +111,7 @@ def test_loss_surface_matches_perturbed_evaluation(digits_mlp):
 
 def count_flipped_bits(model, flipped_model) -> int:
     """Bits that differ between the int8 codes of a model and of its flipped copy (same scales)."""
-    state, params = weights.int8_codes(model), dict(flipped_model.named_parameters())
+    state, params = bitflips.int8_codes(model), dict(flipped_model.named_parameters())
     total = 0
     for name, (q, scale) in state.items():
         q2 = torch.round(params[name].detach() / scale).long()
@@ -122,15 +123,25 @@ def test_bit_flips_flip_exactly_the_number_of_bits_asked(digits_mlp):
     model, x, y = digits_mlp
     before = weights.flatten(weights.parameters_of(model)).clone()
     for n in (0, 1, 7):
-        flipped = weights.random_bit_flips(model, n, generator=torch.Generator().manual_seed(n))
+        flipped = bitflips.random_bit_flips(model, n, generator=torch.Generator().manual_seed(n))
         assert count_flipped_bits(model, flipped) == n
-    attacked, history = weights.bit_flip_attack(model, x[:200], y[:200], 5)
-    assert count_flipped_bits(model, attacked) == 5 and len(history) == 5
+    attacked, history, flips = bitflips.bit_flip_attack(model, x[:200], y[:200], 5)
+    assert count_flipped_bits(model, attacked) == 5 and len(history) == 5 and len(flips) == 5
+    after_three = bitflips.apply_flips(model, flips[:3])
+    assert count_flipped_bits(model, after_three) == 3
+    assert train.mean_loss(after_three, x[:200], y[:200]) == pytest.approx(history[2], rel=1e-4)
     assert history[-1] > train.mean_loss(weights_int8(model), x[:200], y[:200])
     assert torch.equal(weights.flatten(weights.parameters_of(model)), before)
-    assert weights.flip_bits(torch.tensor([5, -1, 0]), torch.tensor([7, 7, 0])).tolist() == [-123, 127, 1]
-    with pytest.raises(ValueError, match="n_flips must be"):
-        weights.random_bit_flips(model, -1)
+    assert bitflips.flip_bits(torch.tensor([5, -1, 0]), torch.tensor([7, 7, 0])).tolist() == [-123, 127, 1]
+    with pytest.raises(ValueError, match="n_flips must be an integer in \\[0, "):
+        bitflips.random_bit_flips(model, -1)
+    tiny = MLP(2, (), 2)  # 4 weights: 32 bits
+    with pytest.raises(ValueError, match="n_flips must be at most the number of bits, 32"):
+        bitflips.bit_flip_attack(tiny, torch.rand(4, 2), torch.tensor([0, 1, 0, 1]), 40)
+    with pytest.raises(ValueError, match="bit must be an integer .* in \\[0, 7\\]"):
+        bitflips.flip_bits(torch.tensor([5]), 8)
+    with pytest.raises(ValueError, match="q must be int64 codes in the int8 range"):
+        bitflips.flip_bits(torch.tensor([200]), 1)
 
 
 def weights_int8(model):
@@ -139,17 +150,29 @@ def weights_int8(model):
 
 def test_bad_arguments_are_rejected_clearly():
     model, x, y = tiny_problem()
-    with pytest.raises(ValueError, match="n_probes must be an integer >= 2"):
-        weights.hessian_trace(model, x, y, n_probes=1)
+    with pytest.raises(ValueError, match="n_probes must be an integer in \\[2, inf\\]"):
+        curvature.hessian_trace(model, x, y, n_probes=1)
+    with pytest.raises(ValueError, match="chunk must be an integer in \\[1, inf\\], got 0"):
+        curvature.hessian_trace(model, x, y, chunk=0)
+    with pytest.raises(ValueError, match="iters must be an integer in \\[1, inf\\], got 0"):
+        curvature.top_eigenvalues(model, x, y, iters=0)
     with pytest.raises(ValueError, match="exceeds the number of parameters"):
-        weights.top_eigenvalues(model, x, y, k=100)
-    with pytest.raises(ValueError, match="need eps > 0"):
-        weights.adversarial_direction(model, x, y, eps=-1.0)
+        curvature.top_eigenvalues(model, x, y, k=100)
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="eps must be a finite number in"):
+            weights.adversarial_direction(model, x, y, eps=bad)
     with pytest.raises(ValueError, match="one tensor per trainable parameter"), weights.perturbed(model, {}, 1.0):
         pass
-    with pytest.raises(ValueError, match="same number of samples"):
-        weights.hessian_trace(model, x, y[:3])
-    assert math.isfinite(weights.hessian_trace(model, x, y, n_probes=2)[0])
+    d = weights.random_direction(model)
+    with pytest.raises(ValueError, match="scale must be a finite number"), weights.perturbed(model, d, float("nan")):
+        pass
+    with pytest.raises(ValueError, match="y must be a 1-D tensor with one label per sample"):
+        curvature.hessian_trace(model, x, y[:3])
+    with pytest.raises(ValueError, match="y must be class indices in \\[0, 3\\)"):
+        weights.gradient(model, x, y + 3)
+    with pytest.raises(ValueError, match="model must have at least one trainable parameter"):
+        weights.gradient(torch.nn.Identity(), x, y)
+    assert math.isfinite(curvature.hessian_trace(model, x, y, n_probes=2)[0])
 
 
 def test_weighted_trace_and_difference():
@@ -157,7 +180,7 @@ def test_weighted_trace_and_difference():
     h = exact_hessian(model, x, y)
     s = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(4))
     s_flat = weights.flatten(s)
-    trace, se = weights.hessian_trace(model, x, y, n_probes=4000, scale=s, generator=torch.Generator().manual_seed(5))
+    trace, se = curvature.hessian_trace(model, x, y, n_probes=4000, scale=s, generator=torch.Generator().manual_seed(5))
     # Σ sᵢ² Hᵢᵢ exactly in expectation; 4 standard errors of the estimate
     assert abs(trace - (s_flat**2 * h.diagonal()).sum().item()) < 4 * se
     other = copy.deepcopy(model)
@@ -166,7 +189,7 @@ def test_weighted_trace_and_difference():
     diff = weights.difference(model, other)
     assert torch.allclose(diff["layers.0.weight"], torch.ones_like(diff["layers.0.weight"]))
     assert torch.count_nonzero(diff["layers.2.weight"]) == 0
-    with pytest.raises(ValueError, match="same parameters"):
+    with pytest.raises(ValueError, match="model and other must have the same parameters"):
         weights.difference(model, MLP(3, 5, 3))
 
 
@@ -180,11 +203,11 @@ def test_gradients_and_the_quadratic_terms_match_autograd_and_the_exact_hessian(
     full = weights.minibatch_gradients(model, x, y, batch_size=len(x), n_batches=2)
     assert full.shape == (2, len(g)) and torch.allclose(full, g.expand_as(full), atol=1e-6)
     delta = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(6))
-    first, second = weights.quadratic_terms(model, x, y, delta)
+    first, second = curvature.quadratic_terms(model, x, y, delta)
     d = weights.flatten(delta)
     assert first == pytest.approx((g @ d).item(), rel=1e-5)
     assert second == pytest.approx(0.5 * (d @ exact_hessian(model, x, y) @ d).item(), rel=1e-4)
-    with pytest.raises(ValueError, match="need 1 <= batch_size"):
+    with pytest.raises(ValueError, match="batch_size must be an integer in \\[1, 64\\], got 0"):
         weights.minibatch_gradients(model, x, y, batch_size=0, n_batches=1)
 
 
@@ -192,11 +215,44 @@ def test_curvature_computed_in_data_batches_equals_the_one_batch_result(monkeypa
     model, x, y = tiny_problem()
     v = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(7))
     whole = (weights.flatten(weights.gradient(model, x, y)),
-             weights.flatten(weights.hessian_vector_product(model, x, y, v)),
+             weights.flatten(curvature.hessian_vector_product(model, x, y, v)),
              weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])
-    monkeypatch.setattr(weights, "BATCH_SIZE", 10)  # 64 samples in batches of 10, 10, …, 4
+    monkeypatch.setitem(weights.BATCH_SIZES, "small", 10)  # 64 samples in batches of 10, 10, …, 4
     batched = (weights.flatten(weights.gradient(model, x, y)),
-               weights.flatten(weights.hessian_vector_product(model, x, y, v)),
+               weights.flatten(curvature.hessian_vector_product(model, x, y, v)),
                weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])
     for a, b in zip(whole, batched, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def batchnorm_problem():
+    """A small CNN with batch-norm, its running statistics trained, left in training mode."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3))
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 3, (32,))
+    with torch.no_grad():
+        for _ in range(5):
+            net(x + torch.randn_like(x))  # running statistics that differ from this batch's
+    return net.train(), x, y
+
+
+@pytest.mark.parametrize("compute", [
+    lambda m, x, y: weights.flatten(weights.gradient(m, x, y)),
+    lambda m, x, y: weights.flatten(curvature.hessian_vector_product(m, x, y, weights.random_direction(
+        m, normalization="none", generator=torch.Generator().manual_seed(0)))),
+    lambda m, x, y: torch.tensor(curvature.hessian_trace(m, x, y, n_probes=4, generator=torch.Generator())),
+    lambda m, x, y: curvature.top_eigenvalues(m, x, y, k=2, iters=5, generator=torch.Generator().manual_seed(0)),
+    lambda m, x, y: weights.minibatch_gradients(m, x, y, batch_size=8, n_batches=2,
+                                                generator=torch.Generator().manual_seed(0)),
+    lambda m, x, y: weights.flatten(weights.adversarial_direction(m, x, y, eps=0.1)),
+    lambda m, x, y: weights.loss_surface(m, x, y, [weights.random_direction(
+        m, generator=torch.Generator().manual_seed(0))], torch.tensor([[0.5]]))[0],
+    lambda m, x, y: torch.tensor(bitflips.bit_flip_attack(m, x, y, 2)[1]),
+], ids=["gradient", "hvp", "trace", "eigenvalues", "minibatch", "adversarial", "surface", "bit flips"])
+def test_weight_space_functions_use_eval_mode_and_restore_a_batchnorm_models_mode(compute):
+    net, x, y = batchnorm_problem()
+    stats = net[1].running_mean.clone()
+    in_train_mode = compute(net, x, y)
+    assert net.training and net[1].training and torch.equal(net[1].running_mean, stats)
+    assert torch.allclose(in_train_mode, compute(net.eval(), x, y), atol=1e-5)

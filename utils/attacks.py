@@ -1,4 +1,4 @@
-"""Input-space perturbations: random noise of a given size, and the attacks that search for the worst one.
+"""Input-space attacks: the gradient-guided search for the worst perturbation of a given size.
 
 Everything works on a whole batch at once (no loop over samples) on the model's device. Inputs and
 adversarial examples live in [0, 1]; budgets ε are in pixel units, in the L2 norm ‖δ‖₂ = (Σᵢ δᵢ²)^½ or the
@@ -16,79 +16,11 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from . import checks
 from .geometry import distance_along, line_distance, logit_margin, sample_sphere
-from .train import _check_pair, _model_device, predict
-
-NORMS = ("l2", "linf")
-KINDS = ("sphere", "ball", "gaussian", "sign")
-METHODS = ("fgsm", "pgd", "sphere", "gaussian", "sign")  # flip_curves' default: two attacks, three noises
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-
-
-def _per_sample(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """ε as a tensor broadcastable against x, shape (N, 1, …, 1); ε ≥ 0 a number or one value per sample."""
-    eps_t = torch.as_tensor(eps, dtype=x.dtype).to(x.device)
-    if eps_t.dim() > 1 or (eps_t.dim() == 1 and len(eps_t) != len(x)):
-        raise ValueError(f"eps must be a number or a 1-D tensor with one value per sample ({len(x)}), "
-                         f"got shape {tuple(eps_t.shape)}")
-    if not torch.isfinite(eps_t).all() or (eps_t < 0).any():
-        raise ValueError(f"eps must be finite and >= 0, got {eps}")
-    return eps_t.expand(len(x)).reshape(-1, *[1] * (x.dim() - 1))
-
-
-def norms(delta: torch.Tensor, norm: str = "l2") -> torch.Tensor:
-    """Per-sample size of a batch of perturbations: ‖δᵢ‖₂ or ‖δᵢ‖∞, shape (N,)."""
-    _check_norm(norm)
-    flat = delta.flatten(1)
-    return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
-
-
-def random_perturbation(
-    x: torch.Tensor,
-    eps: float | torch.Tensor,
-    *,
-    norm: str = "l2",
-    kind: str = "sphere",
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Random perturbations δ shaped like ``x``, one per sample, of size ``eps`` (a number or one per sample).
-
-    L2: ``sphere`` δ = ε g/‖g‖₂, g ~ N(0, I) (uniform on the sphere, ‖δ‖₂ = ε exactly); ``ball`` the same
-    times U^{1/D} (uniform in the ball); ``gaussian`` δ ~ N(0, ε²/D · I) (E‖δ‖₂² = ε²); ``sign``
-    δ = ε s/√D with s uniform in {−1, 1}^D (‖δ‖₂ = ε exactly).
-    L∞: ``sphere`` uniform on the cube's surface (δ ~ U[−ε, ε]^D, then one random coordinate set to ±ε);
-    ``ball`` δ ~ U[−ε, ε]^D; ``gaussian`` δ ~ N(0, ε² I), the same energy E‖δ‖₂² = Dε² as ``sign``, which
-    is δ = ε s, a random vertex of the cube (FGSM's step without the gradient). Gaussian noise has no exact
-    norm. δ is not clipped: x + δ may leave [0, 1], which only makes the noise larger.
-    """
-    _check_pair(x)
-    _check_norm(norm)
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    e = _per_sample(eps, x)
-    n, shape, d = len(x), tuple(x.shape[1:]), x[0].numel()
-    flat = (n, d)
-    if kind == "sign":
-        u = torch.randint(0, 2, flat, generator=generator, dtype=x.dtype) * 2 - 1
-        u = u / math.sqrt(d) if norm == "l2" else u
-    elif kind == "gaussian":
-        u = torch.randn(flat, generator=generator, dtype=x.dtype) / (math.sqrt(d) if norm == "l2" else 1.0)
-    elif norm == "l2":
-        u = sample_sphere(n, (d,), generator=generator).to(x.dtype)
-        if kind == "ball":
-            u = u * torch.rand(n, 1, generator=generator, dtype=x.dtype) ** (1 / d)
-    else:
-        u = torch.rand(flat, generator=generator, dtype=x.dtype) * 2 - 1
-        if kind == "sphere":
-            face = torch.randint(0, d, (n, 1), generator=generator)
-            u = u.scatter(1, face, torch.randint(0, 2, (n, 1), generator=generator, dtype=x.dtype) * 2 - 1)
-    return e * u.view(n, *shape).to(x.device)
+from .noise import NORMS, norms, per_sample, random_perturbation
+from .train import predict
 
 
 def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,26 +36,24 @@ def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
 
 @contextmanager
 def _attack_mode(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, unit_box: bool = True
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Validate (x, y), put the model in eval mode and yield x and y (default: the prediction) on the
-    model's device; the model's mode is restored afterwards."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_pair(x, y)
-    dev, was_training = _model_device(model), model.training
+    """Validate (x, y) — inputs in [0, 1] when ``unit_box``, labels in the model's class range — put the
+    model in eval mode and yield x and y (default: the prediction) on the model's device; the model's mode
+    is restored afterwards."""
+    checks.model("model", model)
+    checks.batch(x, y, unit_box=unit_box)
+    dev = checks.model_device(model)
     xd = x.detach().to(dev)
-    yd = predict(model, xd) if y is None else y.to(dev)
-    model.eval()
-    try:
+    with checks.eval_mode(model):
+        z = model(xd[:1]).detach()
+        yd = predict(model, xd) if y is None else checks.labels("y", y, len(x), z.shape[1]).to(dev)
         yield xd, yd
-    finally:
-        model.train(was_training)
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """∇ₓ L(f(x), y) per sample, in eval mode (``y=None``: the predicted labels)."""
-    with _attack_mode(model, x, y) as (xd, yd):
+    with _attack_mode(model, x, y, unit_box=False) as (xd, yd):
         return _loss_and_grad(model, xd, yd)[1].to(x.device)
 
 
@@ -134,7 +64,7 @@ def _steepest(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / norms(grad).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
 
 
-def _project(x0: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+def _project_ball(x0: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
     """Π(x): the nearest point to x in the ε-ball around x0 (L∞: clamp each δᵢ; L2: shrink δ to ‖δ‖₂ ≤ ε),
     then clipped to [0, 1] (clipping only shrinks δ, so the result stays in the ball)."""
     delta = x - x0
@@ -149,12 +79,12 @@ def fgsm(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float | torch.Tensor, *, norm: str = "linf"
 ) -> torch.Tensor:
     """Fast gradient (sign) method: x' = clip₍₀,₁₎(x + ε·s), s = sign(∇ₓL) for L∞ (Goodfellow et al., 2015)
-    or s = ∇ₓL/‖∇ₓL‖₂ for L2."""
-    _check_norm(norm)
+    or s = ∇ₓL/‖∇ₓL‖₂ for L2. ``x`` must lie in [0, 1]."""
+    checks.one_of("norm", norm, NORMS)
     with _attack_mode(model, x, y) as (xd, yd):
-        e = _per_sample(eps, xd)
+        e = per_sample(eps, xd)
         _, grad = _loss_and_grad(model, xd, yd)
-        return _project(xd, xd + e * _steepest(grad, norm), e, norm).to(x.device)
+        return _project_ball(xd, xd + e * _steepest(grad, norm), e, norm).to(x.device)
 
 
 def pgd(
@@ -173,15 +103,15 @@ def pgd(
     """Projected gradient ascent on the loss (Madry et al., 2018): x_{t+1} = Π(x_t + α·s(∇ₓL(x_t))), with
     s as in :func:`fgsm`, α = ``step_size`` (default 2.5·ε/steps), Π the projection onto the ε-ball around
     x intersected with [0, 1], and a random start in the ball. Over all iterates and ``restarts`` it keeps,
-    per sample, the one with the lowest label margin z_y − max_{k≠y} z_k (negative: misclassified)."""
-    _check_norm(norm)
-    for key, v in (("steps", steps), ("restarts", restarts)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{key} must be a positive integer, got {v!r}")
-    if step_size is not None and not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}")
+    per sample, the one with the lowest label margin z_y − max_{k≠y} z_k (negative: misclassified).
+    ``x`` must lie in [0, 1]; random starts are drawn with ``generator`` (default: the book's stream)."""
+    checks.one_of("norm", norm, NORMS)
+    steps, restarts = checks.integer("steps", steps), checks.integer("restarts", restarts)
+    if step_size is not None:
+        step_size = checks.positive("step_size", step_size)
+    random_start = checks.flag("random_start", random_start)
     with _attack_mode(model, x, y) as (xd, yd):
-        e = _per_sample(eps, xd)
+        e = per_sample(eps, xd)
         alpha = e * 2.5 / steps if step_size is None else torch.full_like(e, step_size)
         best, best_margin = xd.clone(), torch.full((len(xd),), math.inf, device=xd.device)
 
@@ -192,11 +122,11 @@ def pgd(
 
         for _ in range(restarts):
             start = random_perturbation(xd, e.flatten(), norm=norm, kind="ball", generator=generator)
-            xt = _project(xd, xd + start, e, norm) if random_start else xd
+            xt = _project_ball(xd, xd + start, e, norm) if random_start else xd
             for _ in range(steps):
                 z, grad = _loss_and_grad(model, xt, yd)
                 keep(xt, z)
-                xt = _project(xd, xt + alpha * _steepest(grad, norm), e, norm)
+                xt = _project_ball(xd, xt + alpha * _steepest(grad, norm), e, norm)
             with torch.no_grad():
                 keep(xt, model(xt))
         return best.to(x.device)
@@ -225,13 +155,13 @@ def deepfool(
     are ignored, as in the original. Rows that do not flip within ``steps`` iterations are NaN. Samples go
     ``batch_size`` at a time (the Jacobian needs K backward passes' memory).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or not overshoot >= 0:
-        raise ValueError(f"need steps a positive integer and overshoot >= 0, got {steps!r} and {overshoot!r}")
-    _check_pair(x)
+    steps, batch_size = checks.integer("steps", steps), checks.integer("batch_size", batch_size)
+    overshoot = checks.non_negative("overshoot", overshoot)
+    checks.batch(x)
     if len(x) > batch_size:
         return torch.cat([deepfool(model, xb, steps=steps, overshoot=overshoot, refine=refine,
                                    batch_size=batch_size) for xb in x.split(batch_size)])
-    with _attack_mode(model, x, None) as (xd, label):
+    with _attack_mode(model, x, None, unit_box=False) as (xd, label):
         total = torch.zeros_like(xd)
         active = torch.ones(len(xd), dtype=torch.bool, device=xd.device)
         for it in range(steps + 1):
@@ -263,10 +193,8 @@ def deepfool(
 
 def flip_rate(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor) -> float:
     """Fraction of samples whose prediction changes: mean over i of [argmax f(x'ᵢ) ≠ argmax f(xᵢ)]."""
-    _check_pair(x)
-    if not isinstance(x_perturbed, torch.Tensor) or x_perturbed.shape != x.shape:
-        got = tuple(x_perturbed.shape) if isinstance(x_perturbed, torch.Tensor) else type(x_perturbed).__name__
-        raise ValueError(f"x_perturbed must have x's shape {tuple(x.shape)}, got {got}")
+    checks.batch(x)
+    checks.tensor("x_perturbed", x_perturbed, shape=tuple(x.shape))
     return (predict(model, x) != predict(model, x_perturbed)).float().mean().item()
 
 
@@ -278,31 +206,9 @@ def flip_radius(
     up to ``max_radius``, by default the diagonal √D of the box [0, 1]^D); with ``lines`` the smaller of the
     radii along u and −u. ``directions`` shaped like x, or (N, K, …) for K per sample; keywords go to
     :func:`geometry.distance_along`."""
-    _check_pair(x)
-    walk = line_distance if lines else distance_along
+    checks.batch(x)
+    walk = line_distance if checks.flag("lines", lines) else distance_along
     return walk(model, x, directions, max_radius=max_radius or math.sqrt(x[0].numel()), **kwargs)
-
-
-def random_flip_fraction(
-    model: nn.Module,
-    x: torch.Tensor,
-    eps: float | torch.Tensor,
-    n_draws: int,
-    *,
-    norm: str = "l2",
-    kind: str = "sphere",
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Per sample, the fraction of ``n_draws`` random perturbations (:func:`random_perturbation`) of size
-    ``eps`` (a number or one per sample) that change the prediction; shape (N,)."""
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
-    _check_pair(x)
-    e = _per_sample(eps, x).flatten().repeat_interleave(n_draws)
-    xr = x.repeat_interleave(n_draws, dim=0)
-    moved = xr + random_perturbation(xr, e, norm=norm, kind=kind, generator=generator)
-    flipped = predict(model, moved) != predict(model, x).repeat_interleave(n_draws)
-    return flipped.view(len(x), n_draws).float().mean(dim=1)
 
 
 def alignment(
@@ -311,8 +217,7 @@ def alignment(
 ) -> torch.Tensor:
     """cos(u, ∇ₓL) for ``n_draws`` directions u uniform on the sphere per sample, shape (N, n_draws).
     In D dimensions cos(u, g) has mean 0 and variance 1/D (≈ N(0, 1/D)), whatever g is."""
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    n_draws = checks.integer("n_draws", n_draws)
     g = input_gradient(model, x, y).flatten(1)
     u = sample_sphere(len(x) * n_draws, (g.shape[1],), generator=generator).to(g).view(len(x), n_draws, -1)
     return torch.einsum("nkd,nd->nk", u, g / g.norm(dim=1, keepdim=True).clamp_min(1e-12))
@@ -323,8 +228,8 @@ def pgd_radius(
 ) -> torch.Tensor:
     """Per sample, the smallest budget ε at which :func:`pgd` flips the prediction, by bisection on
     [0, max_eps] run for all samples at once (``inf`` where even ``max_eps`` fails); keywords go to pgd."""
-    if not max_eps > 0 or isinstance(n_bisect, bool) or not isinstance(n_bisect, int) or n_bisect < 1:
-        raise ValueError(f"need max_eps > 0 and n_bisect a positive integer, got {max_eps} and {n_bisect!r}")
+    max_eps, n_bisect = checks.positive("max_eps", max_eps), checks.integer("n_bisect", n_bisect)
+    checks.batch(x, unit_box=True)
     label = predict(model, x)
 
     def flips(eps: torch.Tensor) -> torch.Tensor:
@@ -337,37 +242,3 @@ def pgd_radius(
         hit = flips(mid)
         lo, hi = torch.where(hit, lo, mid), torch.where(hit, mid, hi)
     return torch.where(ok, hi, torch.full_like(hi, math.inf))
-
-
-def flip_curves(
-    model: nn.Module,
-    x: torch.Tensor,
-    eps_values: list[float],
-    *,
-    norm: str = "l2",
-    methods: tuple[str, ...] = METHODS,
-    n_draws: int = 10,
-    steps: int = 20,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-) -> list[dict[str, float | str]]:
-    """Prediction-flip rate vs ε for attacks (``fgsm``, ``pgd``) and random noise of the same norm
-    (``sphere``, ``ball``, ``gaussian``, ``sign``, averaged over ``n_draws`` draws per sample): one row
-    ``{"norm", "method", "eps", "flip_rate"}`` per method and ε."""
-    _check_norm(norm)
-    unknown = [m for m in methods if m not in ("fgsm", "pgd", *KINDS)]
-    if unknown or not eps_values or any(not e >= 0 for e in eps_values):
-        raise ValueError(f"need methods among fgsm, pgd, {', '.join(KINDS)} (unknown: {unknown}) and a "
-                         f"non-empty list of eps >= 0, got {eps_values}")
-    label, rows = predict(model, x), []
-    for eps in tqdm(eps_values, desc=f"flip rates ({norm})", disable=not progress, leave=False):
-        for method in methods:
-            if method in KINDS:
-                rate = random_flip_fraction(model, x, eps, n_draws, norm=norm, kind=method,
-                                            generator=generator).mean().item()
-            elif method == "fgsm":
-                rate = flip_rate(model, x, fgsm(model, x, label, eps, norm=norm))
-            else:
-                rate = flip_rate(model, x, pgd(model, x, label, eps, norm=norm, steps=steps, generator=generator))
-            rows.append({"norm": norm, "method": method, "eps": float(eps), "flip_rate": rate})
-    return rows

@@ -1,31 +1,100 @@
-"""Run-time configuration: the book's scale, the device, seeding and the project's folders.
+"""Run-time configuration: the book's scale and seed, the device, random generators and the project's folders.
 
-The scale is read once from the environment variable ``BOOK_SCALE`` (``small``, the default, runs every
-chapter on a 2-core CPU; ``full`` uses the real image data sets and wants a GPU).
+The **scale** (``small``: every chapter on a 2-core CPU; ``full``: the real image data sets, for a GPU) and
+the **seed** (``BOOK_SEED``, default 0: it shifts every random choice of the book — data splits,
+initial weights, training order, noise, directions, attack starts, Hutchinson probes) are read from the
+environment when the package is imported, and each chapter may choose them again with :func:`use`
+(its parameters cell), without restarting the kernel. ``config.SCALE`` and ``config.SEED`` always hold
+the current choice.
+
+Randomness never touches the caller's global random state: functions take a ``generator``, and
+:func:`generator` makes one from the book's seed and a key, so that ``generator("flip curves")`` draws
+the same numbers in every run with the same seed and different ones with another seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import checks
+
 SCALES = ("small", "full")
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What a run of the book is: its ``scale`` (one of :data:`SCALES`) and its ``seed`` (≥ 0)."""
+
+    scale: str
+    seed: int
+
+
+def on_colab() -> bool:
+    """Whether this kernel runs on Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def default_scale() -> str:
+    """``$BOOK_SCALE`` if set, else ``full`` on a Colab GPU runtime and ``small`` everywhere else."""
+    if os.environ.get("BOOK_SCALE", "").strip():
+        return os.environ["BOOK_SCALE"]
+    return "full" if on_colab() and torch.cuda.is_available() else "small"
+
+
 def read_scale(value: str | None = None) -> str:
-    """Return the scale named by ``value`` (default: ``$BOOK_SCALE``, else ``"small"``), validated."""
-    value = os.environ.get("BOOK_SCALE", "small") if value is None else value
-    scale = value.strip().lower()
-    if scale not in SCALES:
-        raise ValueError(f"BOOK_SCALE must be one of {SCALES}, got {value!r}")
-    return scale
+    """The scale named by ``value`` (default: :func:`default_scale`), validated."""
+    value = default_scale() if value is None else value
+    if not isinstance(value, str):
+        raise TypeError(f"scale must be a string, one of {SCALES}; got {value!r}")
+    return checks.one_of("scale (BOOK_SCALE)", value.strip().lower(), SCALES)
 
 
-SCALE: str = read_scale()
+def read_seed(value: int | str | None = None) -> int:
+    """The seed given by ``value`` (default: ``$BOOK_SEED``, else 0): a non-negative integer."""
+    if value is None:
+        value = os.environ.get("BOOK_SEED", "").strip() or 0
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"seed (BOOK_SEED) must be a non-negative integer, got {value!r}")
+        value = int(value)
+    return checks.integer("seed (BOOK_SEED)", value, minimum=0)
+
+
+_current = Settings(scale=read_scale(), seed=read_seed())
+_streams: dict[str, torch.Generator] = {}
+
+
+def use(scale: str | None = None, seed: int | None = None) -> Settings:
+    """Choose the scale and seed for everything that follows in this kernel (``None``: from the
+    environment, as at import) and return them. Chapters call it from their first cell, so that editing
+    the parameters cell and re-running switches the scale without a restart."""
+    global _current
+    _current = Settings(scale=read_scale(scale), seed=read_seed(seed))
+    _streams.clear()
+    return _current
+
+
+def current() -> Settings:
+    """The scale and seed in use."""
+    return _current
+
+
+def __getattr__(name: str):
+    """``config.SCALE`` and ``config.SEED``: the current choice (see :func:`use`)."""
+    if name == "SCALE":
+        return _current.scale
+    if name == "SEED":
+        return _current.seed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def device() -> torch.device:
@@ -37,19 +106,46 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def set_seed(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA) and ask torch for deterministic algorithms.
+def derived_seed(*key: object, seed: int | None = None) -> int:
+    """A 63-bit seed derived from the book's seed (or ``seed``) and ``key``: sha256("seed/key…")."""
+    base = _current.seed if seed is None else checks.integer("seed", seed, minimum=0)
+    text = "/".join([str(base), *map(str, key)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
-    Returns a fresh CPU ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+def generator(*key: object, device: torch.device | str | None = None, seed: int | None = None) -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` (default: the CPU) seeded by :func:`derived_seed` of the
+    book's seed and ``key``: the same draws for the same seed and key, independent ones otherwise."""
+    gen = torch.Generator(device=torch.device(device) if device is not None else "cpu")
+    return gen.manual_seed(derived_seed(*key, seed=seed))
+
+
+def stream(device: torch.device | str | None = None) -> torch.Generator:
+    """The book's own random stream on ``device``, for calls that pass no generator: seeded from the book's
+    seed when first used (and again after :func:`use`), never the caller's global generator."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    name = str(dev)
+    if name not in _streams:
+        _streams[name] = generator("default stream", device=dev)
+    return _streams[name]
+
+
+def resolve_generator(value: torch.Generator | None, device: torch.device | str | None = None) -> torch.Generator:
+    """``value`` if given (validated), else :func:`stream` on ``device``."""
+    return checks.generator("generator", value) or stream(device)
+
+
+def set_seed(seed: int, *, deterministic: bool = False) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's *global* random streams with ``seed`` — a step for a notebook or
+    script to take, never taken by library code — and, if ``deterministic``, ask torch for deterministic
+    algorithms (slower on a GPU). Returns a fresh CPU generator seeded with ``seed``."""
+    seed = checks.integer("seed", seed, minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global stream is what seed-less code uses)
     torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
+    if checks.flag("deterministic", deterministic):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
 
 
@@ -59,7 +155,7 @@ def project_root() -> Path:
 
     Chapters run with their own folder as working directory; this lets them share ``data/`` at the root.
     """
-    if "BOOK_ROOT" in os.environ:
+    if os.environ.get("BOOK_ROOT"):
         return Path(os.environ["BOOK_ROOT"]).resolve()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
@@ -70,5 +166,20 @@ def project_root() -> Path:
 
 def resolve(path: str | os.PathLike[str]) -> Path:
     """``path`` itself if absolute, else relative to :func:`project_root`."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     return path if path.is_absolute() else project_root() / path
+
+
+def checkpoints_dir() -> Path:
+    """Where trained models are cached: ``$BOOK_CHECKPOINTS`` (e.g. a folder on a mounted Google Drive,
+    so that Colab runtimes share them), else ``data/checkpoints`` under the project root."""
+    return resolve(os.environ.get("BOOK_CHECKPOINTS") or "data/checkpoints")
+
+
+def warn_if_slow() -> None:
+    """Warn, with the expected time, when the full scale is about to run without a GPU."""
+    if _current.scale == "full" and device().type == "cpu":
+        warnings.warn("the full scale runs on the CPU here: expect hours per chapter instead of about 5 "
+                      "minutes on a GPU (on Colab: Runtime → Change runtime type → GPU)", stacklevel=2)

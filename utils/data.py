@@ -2,15 +2,15 @@
 
 ``small`` scale: 2-D toy problems (``moons``, ``circles``, ``spirals``, ``blobs``) and scikit-learn's 8×8
 handwritten ``digits`` (real scans that ship inside the package). ``full`` scale: ``mnist``,
-``fashion-mnist`` and ``cifar10`` through torchvision, downloaded into ``root`` once and read from there.
-Images are ``(N, C, H, W)``; toy points are ``(N, 2)``. Labels are ``int64``.
+``fashion-mnist`` and ``cifar10``, downloaded by torchvision into ``root`` once and read from there with
+the safe readers of :mod:`utils.datafiles`. Images are ``(N, C, H, W)``; toy points are ``(N, 2)``.
+Labels are ``int64``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import pickle
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,16 +20,14 @@ import torch
 from sklearn import datasets as skdata
 from sklearn.model_selection import train_test_split
 
-from .config import resolve
+from . import checks, config
+from .datafiles import DatasetUnavailableError, read_cifar_batch, read_idx
 
 TOY = ("moons", "circles", "spirals", "blobs")
 TORCHVISION = ("mnist", "fashion-mnist", "cifar10")
 NAMES = (*TOY, "digits", *TORCHVISION)
 DOWNLOAD_TIMEOUT_S = 10.0
-
-
-class DatasetUnavailableError(RuntimeError):
-    """A data set's files are not on disk and could not be downloaded."""
+__all__ = ["NAMES", "Dataset", "DatasetUnavailableError", "embed", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,17 @@ class Dataset:
     num_classes: int
     name: str
 
+    def __post_init__(self) -> None:
+        checks.integer("num_classes", self.num_classes, minimum=2)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            checks.batch(x, y, num_classes=self.num_classes, x_name=f"x_{split}", y_name=f"y_{split}")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(f"x_train and x_test must have inputs of one shape, got {tuple(self.x_train.shape[1:])} "
+                             f"and {tuple(self.x_test.shape[1:])}")
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input, e.g. ``(2,)`` for toy points or ``(1, 8, 8)`` for digits."""
@@ -50,22 +59,21 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> Dataset:
         """The same data on ``device``."""
-        return replace(
-            self, **{f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")}
-        )
+        return replace(self, **{f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")})
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
-        """The first ``n_train`` training and ``n_test`` test examples (``None`` keeps all)."""
-        for label, n, total in (("n_train", n_train, len(self.y_train)), ("n_test", n_test, len(self.y_test))):
-            if n is not None and not 1 <= n <= total:
-                raise ValueError(f"{label} must be between 1 and {total}, got {n}")
-        return replace(
-            self,
-            x_train=self.x_train[:n_train],
-            y_train=self.y_train[:n_train],
-            x_test=self.x_test[:n_test],
-            y_test=self.y_test[:n_test],
-        )
+    def subset(self, n_train: int | None = None, n_test: int | None = None, *,
+               generator: torch.Generator | None = None) -> Dataset:
+        """``n_train`` training and ``n_test`` test examples (``None`` keeps all): the first ones, or a random
+        choice drawn with ``generator``."""
+        parts = {}
+        for split, n in (("train", n_train), ("test", n_test)):
+            if n is None:
+                continue
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            n = checks.integer(f"n_{split}", n, minimum=1, maximum=len(y))
+            idx = torch.arange(n) if generator is None else torch.randperm(len(y), generator=generator)[:n]
+            parts |= {f"x_{split}": x[idx.to(x.device)], f"y_{split}": y[idx.to(y.device)]}
+        return replace(self, **parts)
 
 
 def load_dataset(
@@ -73,27 +81,26 @@ def load_dataset(
     *,
     root: str | Path = "data",
     download: bool = True,
-    seed: int = 0,
+    seed: int | None = None,
     n_samples: int = 2000,
     noise: float | None = None,
 ) -> Dataset:
     """Load the data set ``name`` (one of :data:`NAMES`).
 
-    ``seed`` draws the toy points and the digits train/test split (70/30, stratified); the torchvision
-    data sets use their official split. ``n_samples`` (toy sets only) is split half/half into train and
-    test, and ``noise`` overrides the toy set's default noise level. A relative ``root`` is taken from the
-    book's root folder. Raises :class:`DatasetUnavailableError` when files are missing and cannot be
-    downloaded.
+    ``seed`` (default: the book's seed, :data:`config.SEED`) draws the toy points and the digits
+    train/test split (70/30, stratified); the torchvision data sets use their official split.
+    ``n_samples`` (toy sets only) is split half/half into train and test, and ``noise`` overrides the toy
+    set's default noise level. A relative ``root`` is taken from the book's root folder. Raises
+    :class:`DatasetUnavailableError` when files are missing and cannot be downloaded, or are corrupt.
     """
-    if name not in NAMES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.one_of("name", name, NAMES)
+    seed = config.SEED if seed is None else checks.integer("seed", seed, minimum=0)
     if name in TOY:
         return _toy(name, seed=seed, n_samples=n_samples, noise=noise)
     if name == "digits":
         return _digits(seed)
-    root = resolve(root)
+    root = config.resolve(root)
+    download = checks.flag("download", download)
     if name == "cifar10":
         return _cifar10(root, download)
     return _mnist_like(name, root, download)
@@ -115,12 +122,9 @@ def _spirals(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray
 
 def _toy(name: str, *, seed: int, n_samples: int, noise: float | None) -> Dataset:
     """Generate a 2-D toy problem, scaled into the unit square and split half/half."""
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 4:
-        raise ValueError(f"n_samples must be an integer >= 4, got {n_samples!r}")
-    if noise is not None and noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    n_samples = checks.integer("n_samples", n_samples, minimum=4)
     defaults = {"moons": 0.15, "circles": 0.08, "spirals": 0.5, "blobs": 1.5}
-    noise = defaults[name] if noise is None else noise
+    noise = defaults[name] if noise is None else checks.non_negative("noise", noise)
     rng = np.random.default_rng(seed)
     if name == "moons":
         x, y = skdata.make_moons(n_samples, noise=noise, random_state=seed)
@@ -141,7 +145,7 @@ def _digits(seed: int) -> Dataset:
     bunch = skdata.load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, bunch.target, test_size=0.3, random_state=seed, stratify=bunch.target
+        x, bunch.target, test_size=0.3, random_state=seed % 2**32, stratify=bunch.target
     )
     x_tr, x_te = torch.from_numpy(x_tr), torch.from_numpy(x_te)
     return Dataset(x_tr, torch.from_numpy(y_tr).long(), x_te, torch.from_numpy(y_te).long(), 10, "digits")
@@ -198,21 +202,15 @@ def _mnist_like(name: str, root: Path, download: bool) -> Dataset:
     urls = [f"{cls.mirrors[0]}{url}" for url, _ in cls.resources]
     _fetch(name, folder, expected, urls, download, lambda: cls(str(root), train=True, download=True))
     parts = []
-    for train in (True, False):
-        ds = cls(str(root), train=train, download=False)
-        parts += [(ds.data.float() / 255.0)[:, None], ds.targets.long()]
+    for prefix in ("train", "t10k"):
+        images = read_idx(folder / f"{prefix}-images-idx3-ubyte", dims=3)
+        labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte", dims=1)
+        if len(images) != len(labels) or images.dtype != np.uint8 or (len(labels) and labels.max() > 9):
+            raise DatasetUnavailableError(
+                f"{folder} holds {prefix} files that do not match: {len(images)} images ({images.dtype}) and "
+                f"{len(labels)} labels (largest {labels.max() if len(labels) else '-'}); download them again")
+        parts += [torch.from_numpy(images.copy()).float()[:, None] / 255.0, torch.from_numpy(labels.astype(np.int64))]
     return Dataset(*parts, num_classes=10, name=name)
-
-
-def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read CIFAR-10 python batch files (pickled dicts with ``data`` (N, 3072) uint8 and ``labels``)."""
-    xs, ys = [], []
-    for n in names:
-        with open(folder / n, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.extend(entry["labels"])
-    return torch.from_numpy(np.concatenate(xs)).float() / 255.0, torch.tensor(ys, dtype=torch.int64)
 
 
 def _cifar10(root: Path, download: bool) -> Dataset:
@@ -222,22 +220,25 @@ def _cifar10(root: Path, download: bool) -> Dataset:
     folder = root / tv.CIFAR10.base_folder
     train_files = [n for n, _ in tv.CIFAR10.train_list]
     test_files = [n for n, _ in tv.CIFAR10.test_list]
-    _fetch(
-        "cifar10", folder, train_files + test_files, [tv.CIFAR10.url], download,
-        lambda: tv.CIFAR10(str(root), train=True, download=True),
-    )
-    return Dataset(*_read_cifar_batches(folder, train_files), *_read_cifar_batches(folder, test_files), 10, "cifar10")
+    _fetch("cifar10", folder, train_files + test_files, [tv.CIFAR10.url], download,
+           lambda: tv.CIFAR10(str(root), train=True, download=True))
+    parts = []
+    for files in (train_files, test_files):
+        batches = [read_cifar_batch(folder / f) for f in files]
+        parts += [torch.from_numpy(np.concatenate([x for x, _ in batches])).float() / 255.0,
+                  torch.from_numpy(np.concatenate([y for _, y in batches]))]
+    return Dataset(*parts, num_classes=10, name="cifar10")
 
 
-def embed(data: Dataset, dim: int, *, seed: int = 0) -> Dataset:
+def embed(data: Dataset, dim: int, *, seed: int | None = None) -> Dataset:
     """The 2-D toy set ``data`` placed on a random plane of ℝ^dim: x ↦ Q(x − ½·1), with Q ∈ ℝ^{dim×2} having
-    orthonormal columns (QR of a Gaussian matrix). Distances within the plane are preserved, so the
-    classification problem is the same in every dimension; the points are centred at the origin and no
-    longer confined to [0, 1]."""
-    if data.input_shape != (2,):
-        raise ValueError(f"embed needs 2-D points, {data.name!r} has inputs {data.input_shape}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
-    q, _ = torch.linalg.qr(torch.randn(dim, 2, generator=torch.Generator().manual_seed(seed)))
+    orthonormal columns (QR of a Gaussian matrix drawn from ``seed``, default the book's seed). Distances
+    within the plane are preserved, so the classification problem is the same in every dimension; the
+    points are centred at the origin and no longer confined to [0, 1]."""
+    if not isinstance(data, Dataset) or data.input_shape != (2,):
+        raise ValueError(f"data must be a Dataset of 2-D points, got {getattr(data, 'input_shape', type(data))}")
+    dim = checks.integer("dim", dim, minimum=2)
+    gen = config.generator("embed", dim, seed=seed)
+    q, _ = torch.linalg.qr(torch.randn(dim, 2, generator=gen))
     return replace(data, x_train=(data.x_train - 0.5) @ q.T, x_test=(data.x_test - 0.5) @ q.T,
                    name=f"{data.name} in R^{dim}")

@@ -16,10 +16,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from . import config, plotting
-from .data import Dataset, embed
+from . import checks, config, plotting
 from .models import MLP
-from .train import _check_pair, evaluate, fit, logits, predict
+from .train import logits, predict
 
 
 def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -28,8 +27,11 @@ def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> 
     Without ``y``: z₍₁₎ − z₍₂₎, the gap between the two largest logits (≥ 0, zero on the boundary).
     With ``y``: z_y − max_{k≠y} z_k, negative for a misclassified sample.
     """
-    _check_pair(x, y)
-    return logit_margin(logits(model, x), y)
+    checks.batch(x)
+    z = logits(model, x)
+    if y is not None:
+        checks.labels("y", y, len(x), z.shape[1])
+    return logit_margin(z, y)
 
 
 def logit_margin(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -46,25 +48,26 @@ def logit_margin(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor
 def margin_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """∇ₓ (z_ŷ − z_r) per sample, where ŷ and r are the top two classes at x: the local normal of the
     nearest boundary between them (exactly normal for a linear model)."""
-    _check_pair(x)
-    was_training = model.training
-    model.eval()
-    try:
-        x = x.detach().clone().requires_grad_(True)
-        z = model(x)
+    checks.model("model", model)
+    checks.batch(x)
+    with checks.eval_mode(model):
+        xd = x.detach().to(checks.model_device(model)).requires_grad_(True)
+        z = model(xd)
         top2 = z.topk(2, dim=1).indices
         gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
-        (grad,) = torch.autograd.grad(gap.sum(), x)
-    finally:
-        model.train(was_training)
-    return grad
+        (grad,) = torch.autograd.grad(gap.sum(), xd)
+    return grad.to(x.device)
 
 
 def sample_sphere(n: int, shape: tuple[int, ...], *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` directions drawn uniformly from the unit L2 sphere in ℝ^{prod(shape)}: u = g/‖g‖, g ~ N(0, I)."""
-    if n < 1 or not shape or any(s < 1 for s in shape):
-        raise ValueError(f"need n >= 1 and a non-empty shape of positive sizes, got n={n}, shape={shape}")
-    g = torch.randn(n, *shape, generator=generator)
+    """``n`` directions drawn uniformly from the unit L2 sphere in ℝ^{prod(shape)}: u = g/‖g‖, g ~ N(0, I),
+    on the generator's device (default: the book's stream on the CPU)."""
+    n = checks.integer("n", n)
+    if not isinstance(shape, tuple) or not shape:
+        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape!r}")
+    shape = tuple(checks.integer(f"shape[{i}]", s) for i, s in enumerate(shape))
+    gen = config.resolve_generator(generator)
+    g = torch.randn(n, *shape, generator=gen, device=gen.device)
     return g / g.flatten(1).norm(dim=1).view(-1, *[1] * len(shape))
 
 
@@ -87,11 +90,14 @@ def distance_along(
     tⱼ = min_radius·(max_radius/min_radius)^{j/(n_scan−1)} and then bisected ``n_bisect`` times, so the
     result is within (grid ratio − 1)·t / 2^n_bisect above the first crossing the grid sees.
     """
-    _check_pair(x)
-    if not 0 < min_radius < max_radius:
-        raise ValueError(f"need 0 < min_radius < max_radius, got {min_radius} and {max_radius}")
-    if n_scan < 2 or n_bisect < 0:
-        raise ValueError(f"need n_scan >= 2 and n_bisect >= 0, got {n_scan} and {n_bisect}")
+    checks.model("model", model)
+    checks.batch(x)
+    checks.tensor("directions", directions)
+    max_radius = checks.positive("max_radius", max_radius)
+    min_radius = checks.number("min_radius", min_radius, low=0.0, high=max_radius, low_open=True, high_open=True)
+    n_scan, n_bisect = checks.integer("n_scan", n_scan, minimum=2), checks.integer("n_bisect", n_bisect, minimum=0)
+    batch_size = checks.integer("batch_size", batch_size)
+    directions = directions.to(x.device)
     per_sample = directions.shape == x.shape
     if not per_sample and (directions.dim() != x.dim() + 1 or directions.shape[0] != x.shape[0]
                            or directions.shape[2:] != x.shape[1:]):
@@ -134,6 +140,7 @@ def distance_along(
 def line_distance(model: nn.Module, x: torch.Tensor, directions: torch.Tensor, **kwargs) -> torch.Tensor:
     """Distance to the boundary along the line through x in direction ±u: min(distance_along(u),
     distance_along(−u)). Same shapes and keywords as :func:`distance_along`."""
+    checks.tensor("directions", directions)
     per_sample = directions.shape == x.shape
     both = torch.stack([directions, -directions], dim=1) if per_sample else torch.cat([directions, -directions], 1)
     d = distance_along(model, x, both, **kwargs)
@@ -146,8 +153,8 @@ def flat_boundary_ratio(dim: int, q: float = 0.5) -> float:
     Along a uniformly random line the boundary is met at r_min/|cos θ|, where cos²θ ~ Beta(½, (dim−1)/2)
     (≈ χ²₁/dim for large dim); so the ratio's quantile is 1/√(Beta⁻¹(1 − q)), which grows like √dim.
     """
-    if dim < 2 or not 0 < q < 1:
-        raise ValueError(f"need dim >= 2 and 0 < q < 1, got dim={dim}, q={q}")
+    dim = checks.integer("dim", dim, minimum=2)
+    q = checks.number("q", q, low=0.0, high=1.0, low_open=True, high_open=True)
     return float(1 / np.sqrt(stats.beta.ppf(1 - q, 0.5, (dim - 1) / 2)))
 
 
@@ -155,9 +162,10 @@ def flat_boundary_flip_probability(dim: int, t: float | np.ndarray) -> np.ndarra
     """Probability that a step of length t·r in a uniformly random direction crosses a flat boundary at
     distance r in ℝ^dim: P(cos θ ≥ 1/t) = ½·(1 − I_{1/t²}(½, (dim−1)/2)) for t ≥ 1 (I the regularized
     incomplete Beta function), and 0 for t < 1."""
+    dim = checks.integer("dim", dim, minimum=2)
     t = np.asarray(t, dtype=float)
-    if dim < 2 or (t < 0).any():
-        raise ValueError(f"need dim >= 2 and t >= 0, got dim={dim}, t={t}")
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise ValueError(f"t must be finite and >= 0, got {t}")
     with np.errstate(divide="ignore"):
         p = 0.5 * stats.beta.sf(1 / np.maximum(t, 1) ** 2, 0.5, (dim - 1) / 2)
     return np.where(t >= 1, p, 0.0)
@@ -171,59 +179,11 @@ def normal_and_random_radii(
     shortest way to the boundary, shape ``(N,)``; pass ``descent`` if it is already computed), and the
     distances along ``n_directions`` uniformly random lines through it (shape ``(N, n_directions)``).
     Keywords go to :func:`distance_along`."""
-    if n_directions < 1:
-        raise ValueError(f"n_directions must be >= 1, got {n_directions}")
+    n_directions = checks.integer("n_directions", n_directions)
     descent = -margin_gradient(model, x) if descent is None else descent
     r_normal = distance_along(model, x, descent, **kwargs)
     dirs = sample_sphere(len(x) * n_directions, tuple(x.shape[1:]), generator=generator).to(x.device)
     return r_normal, line_distance(model, x, dirs.view(len(x), n_directions, *x.shape[1:]), **kwargs)
-
-
-def dimension_sweep(
-    data: Dataset,
-    dims: list[int],
-    *,
-    n_points: int = 150,
-    n_directions: int = 32,
-    eps: float = 0.1,
-    hidden: tuple[int, ...] = (64, 64),
-    seed: int = 0,
-    **kwargs,
-) -> list[dict[str, float]]:
-    """For each dim: embed the 2-D ``data`` in ℝ^dim (:func:`data.embed`), train an MLP there (Adam,
-    100 epochs), and measure on ``n_points`` test points the minimal radius r_min, the ratio
-    r_random/r_min over ``n_directions`` random lines (median, and the flat-boundary prediction
-    :func:`flat_boundary_ratio`), and the flip rates of steps of length ``eps`` along the descent
-    direction and along random directions. Points whose r_min is not found (inf) are left out."""
-    if not dims or any(d < 2 for d in dims):
-        raise ValueError(f"dims must be a non-empty list of integers >= 2, got {dims}")
-    rows, dev = [], config.device()
-    for dim in dims:
-        emb = embed(data, dim, seed=seed).to(dev)
-        config.set_seed(seed)
-        model = MLP(dim, hidden, data.num_classes)
-        fit(model, emb, epochs=100, lr=1e-2, batch_size=100, seed=seed, progress=False, device=dev)
-        x = emb.x_test[:n_points]
-        gen = torch.Generator().manual_seed(seed)
-        normal = -margin_gradient(model, x)
-        r_min, r_random = normal_and_random_radii(model, x, n_directions, generator=gen, descent=normal, **kwargs)
-        ok = torch.isfinite(r_min)
-        ratio = r_random[ok] / r_min[ok, None]
-        steps = sample_sphere(len(x) * n_directions, (dim,), generator=gen).to(dev)
-        normal = normal / normal.norm(dim=1, keepdim=True)
-        label = predict(model, x)
-        moved = x.repeat_interleave(n_directions, dim=0) + eps * steps
-        rows.append({
-            "dim": dim,
-            "test_accuracy": evaluate(model, emb.x_test, emb.y_test),
-            "median_r_min": r_min[ok].median().item(),
-            "median_ratio": ratio.median().item(),
-            "flat_prediction": flat_boundary_ratio(dim),
-            "flip_rate_normal": (predict(model, x + eps * normal) != label).float().mean().item(),
-            "flip_rate_random": (predict(model, moved) != label.repeat_interleave(n_directions)).float().mean().item(),
-            "points_used": int(ok.sum()),
-        })
-    return rows
 
 
 def linear_boundary(model: MLP) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,6 +201,8 @@ def linear_boundary(model: MLP) -> tuple[torch.Tensor, torch.Tensor]:
 
 def hyperplane_distance(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
     """Euclidean distance from each row of x to the hyperplane {z : wᵀz + b = 0}: |wᵀx + b| / ‖w‖₂."""
+    checks.tensor("x", x)
+    checks.tensor("w", w)
     if x.dim() != 2 or w.dim() != 1 or x.shape[1] != w.shape[0]:
         raise ValueError(f"need x shaped (N, D) and w shaped (D,), got {tuple(x.shape)} and {tuple(w.shape)}")
     return (x @ w + b).abs() / w.norm()
@@ -261,11 +223,11 @@ def plot_decision_boundary(
     ``shade="class"`` colours each region by its predicted class; ``shade="margin"`` shows the logit
     margin z₍₁₎ − z₍₂₎ instead (dark near the boundary).
     """
-    _check_pair(x, y)
+    checks.batch(x, y)
     if x.shape[1] != 2:
         raise ValueError(f"plot_decision_boundary needs 2-D inputs, got {x.shape[1]}-D")
-    if shade not in ("class", "margin"):
-        raise ValueError(f"shade must be 'class' or 'margin', got {shade!r}")
+    checks.one_of("shade", shade, ("class", "margin"))
+    resolution = checks.integer("resolution", resolution, minimum=2)
     ax = ax or plt.subplots()[1]
     lo, hi = x.min(0).values - 0.05, x.max(0).values + 0.05
     g0, g1 = (torch.linspace(lo[i].item(), hi[i].item(), resolution) for i in range(2))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import checks
 from .data import Dataset
 
 MODELS = ("linear", "mlp", "cnn", "resnet18")
@@ -19,20 +20,14 @@ class Normalize(nn.Module):
     def __init__(self, mean: torch.Tensor | float = 0.0, std: torch.Tensor | float = 1.0) -> None:
         super().__init__()
         mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-        if (std <= 0).any():
-            raise ValueError("std must be positive")
+        checks.tensor("mean", mean)
+        if not torch.isfinite(std).all() or (std <= 0).any():
+            raise ValueError("std must be finite and positive everywhere")
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
-
-
-def _check_positive(**values: int) -> None:
-    """Raise ``ValueError`` unless every value is a positive integer."""
-    for key, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{key} must be a positive integer, got {v!r}")
 
 
 class MLP(nn.Module):
@@ -52,11 +47,12 @@ class MLP(nn.Module):
         std: torch.Tensor | float = 1.0,
     ) -> None:
         super().__init__()
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (int, Sequence)):
+            raise TypeError(f"hidden must be an integer or a sequence of integers, got {hidden!r}")
         widths = [hidden] if isinstance(hidden, int) else list(hidden)
-        _check_positive(in_features=in_features, num_classes=num_classes)
-        _check_positive(**{f"hidden[{i}]": w for i, w in enumerate(widths)})
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        checks.integer("in_features", in_features)
+        checks.integer("num_classes", num_classes, minimum=2)
+        widths = [checks.integer(f"hidden[{i}]", w) for i, w in enumerate(widths)]
         self.normalize = Normalize(mean, std)
         layers: list[nn.Module] = []
         for a, b in zip([in_features, *widths], widths, strict=False):
@@ -82,7 +78,9 @@ class SmallCNN(nn.Module):
         std: torch.Tensor | float = 1.0,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, num_classes=num_classes, image_size=image_size, width=width)
+        for name, value in (("in_channels", in_channels), ("image_size", image_size), ("width", width)):
+            checks.integer(name, value)
+        checks.integer("num_classes", num_classes, minimum=2)
         if image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4 (two 2×2 poolings), got {image_size}")
         self.normalize = Normalize(mean, std)
@@ -99,15 +97,27 @@ class SmallCNN(nn.Module):
 
 
 def resnet18(
-    num_classes: int = 10, *, mean: torch.Tensor | float = 0.0, std: torch.Tensor | float = 1.0
+    num_classes: int = 10, *, width: int = 64, mean: torch.Tensor | float = 0.0, std: torch.Tensor | float = 1.0
 ) -> nn.Sequential:
-    """CIFAR-style ResNet-18: torchvision's, with a 3×3 stride-1 stem and no max-pool (for 32×32 inputs)."""
-    from torchvision.models import resnet18 as tv_resnet18
+    """CIFAR-style ResNet-18: torchvision's, with a 3×3 stride-1 stem and no max-pool (for 32×32 inputs).
+    ``width`` is the first stage's number of channels (64 in the original; the four stages have width,
+    2·width, 4·width, 8·width) — a narrower network of the same structure for quick tests."""
+    from torchvision.models.resnet import BasicBlock, ResNet
 
-    _check_positive(num_classes=num_classes)
-    net = tv_resnet18(num_classes=num_classes)
-    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    checks.integer("num_classes", num_classes, minimum=2)
+    checks.integer("width", width)
+    net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    if width != 64:  # rebuild the stages at the asked width (torchvision fixes 64, 128, 256, 512)
+        net.inplanes = width
+        net.layer1, net.layer2, net.layer3, net.layer4 = (
+            net._make_layer(BasicBlock, width * 2**i, 2, stride=1 if i == 0 else 2) for i in range(4))
+        net.bn1 = nn.BatchNorm2d(width)
+        net.fc = nn.Linear(8 * width, num_classes)
+    net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
+    for m in net.modules():  # torchvision's initialization, for the replaced layers too
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(Normalize(mean, std), net)
 
 
@@ -120,12 +130,15 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(f"expected inputs shaped (N, C, H, W) or (N, D), got {tuple(x.shape)}")
 
 
-def build_model(name: str, dataset: Dataset, *, hidden: int | Sequence[int] | None = None) -> nn.Module:
+def build_model(
+    name: str, dataset: Dataset, *, hidden: int | Sequence[int] | None = None, width: int | None = None
+) -> nn.Module:
     """The book's standard model ``name`` (one of :data:`MODELS`) sized for ``dataset``, normalizing with
     the training set's statistics. ``hidden`` overrides the MLP's widths (default: 64, 64 for 2-D points,
-    256, 256 for images)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    256, 256 for images); ``width`` the CNN's or ResNet's channel width (default 16 and 64)."""
+    checks.one_of("name", name, MODELS)
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a utils.data.Dataset, got {type(dataset).__name__}")
     mean, std = channel_stats(dataset.x_train)
     shape, k = dataset.input_shape, dataset.num_classes
     if name in ("linear", "mlp"):
@@ -137,10 +150,10 @@ def build_model(name: str, dataset: Dataset, *, hidden: int | Sequence[int] | No
     if len(shape) != 3 or shape[1] != shape[2]:
         raise ValueError(f"{name!r} needs square images (C, H, H); {dataset.name!r} has inputs {shape}")
     if name == "cnn":
-        return SmallCNN(shape[0], k, shape[1], mean=mean, std=std)
+        return SmallCNN(shape[0], k, shape[1], width=width or 16, mean=mean, std=std)
     if shape != (3, 32, 32):
         raise ValueError(f"resnet18 is built for 3×32×32 images; {dataset.name!r} has inputs {shape}")
-    return resnet18(k, mean=mean, std=std)
+    return resnet18(k, width=width or 64, mean=mean, std=std)
 
 
 def rescale_hidden_unit(model: MLP, layer: int, unit: int, factor: float) -> MLP:
@@ -150,11 +163,14 @@ def rescale_hidden_unit(model: MLP, layer: int, unit: int, factor: float) -> MLP
     cannot handle."""
     import copy
 
-    linears = [m for m in model.layers if isinstance(m, nn.Linear)] if isinstance(model, MLP) else []
-    if not 0 <= layer < len(linears) - 1:
-        raise ValueError(f"layer must index a hidden linear layer (0 … {len(linears) - 2}), got {layer}")
-    if not 0 <= unit < linears[layer].out_features or not factor > 0:
-        raise ValueError(f"need 0 <= unit < {linears[layer].out_features} and factor > 0, got {unit}, {factor}")
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a utils.models.MLP, got {type(model).__name__}")
+    linears = [m for m in model.layers if isinstance(m, nn.Linear)]
+    if len(linears) < 2:
+        raise ValueError("model must have at least one hidden layer")
+    layer = checks.integer("layer", layer, minimum=0, maximum=len(linears) - 2)
+    unit = checks.integer("unit", unit, minimum=0, maximum=linears[layer].out_features - 1)
+    factor = checks.positive("factor", factor)
     out = copy.deepcopy(model)
     first, second = [m for m in out.layers if isinstance(m, nn.Linear)][layer : layer + 2]
     with torch.no_grad():

@@ -28,7 +28,9 @@ def class_colors(k: int) -> list[tuple[float, float, float]]:
     return sns.color_palette(PALETTE, max(k, 2))[:k]
 
 
-def subplots(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.6, **kwargs):
+def subplots(
+    ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.6, **kwargs
+) -> tuple[plt.Figure, np.ndarray]:
     """``plt.subplots`` with panels of ``width`` × ``height`` inches each, in the book's style."""
     set_style()
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs)

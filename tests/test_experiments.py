@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from utils import config, experiments, records, setups, train
+from utils.data import load_dataset
+from utils.models import build_model
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", data, hidden=(32,))
+    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu",
+              generator=torch.Generator().manual_seed(0))
+    return model.eval(), data.x_test
+
+
+def test_dimension_sweep_reports_a_growing_ratio():
+    rows = experiments.dimension_sweep(load_dataset("moons", n_samples=400), [2, 64], n_points=30, n_directions=8)
+    assert [r["dim"] for r in rows] == [2, 64]
+    assert rows[1]["median_ratio"] > 3 * rows[0]["median_ratio"]
+    assert rows[1]["flip_rate_random"] <= rows[0]["flip_rate_random"]
+    with pytest.raises(ValueError, match="dims must be a non-empty list"):
+        experiments.dimension_sweep(load_dataset("moons"), [])
+    with pytest.raises(ValueError, match="dims\\[1\\] must be an integer in \\[2, inf\\]"):
+        experiments.dimension_sweep(load_dataset("moons"), [2, 1])
+
+
+def test_flip_curves_rows(digits_mlp):
+    model, x = digits_mlp
+    rows = experiments.flip_curves(model, x[:100], [0.0, 0.2], norm="linf", n_draws=2, progress=False)
+    assert [(r["method"], r["eps"]) for r in rows[:5]] == [(m, 0.0) for m in experiments.FLIP_METHODS]
+    assert all(r["flip_rate"] == 0 for r in rows[:5])
+    rate = {r["method"]: r["flip_rate"] for r in rows[5:]}
+    assert rate["pgd"] >= rate["fgsm"] > rate["sign"]
+    with pytest.raises(ValueError, match="eps_values must be a non-empty list"):
+        experiments.flip_curves(model, x, [], progress=False)
+    with pytest.raises(ValueError, match="eps_values\\[0\\] must be a finite number"):
+        experiments.flip_curves(model, x, [float("nan")], progress=False)
+    with pytest.raises(ValueError, match="methods\\[0\\] must be one of"):
+        experiments.flip_curves(model, x, [0.1], methods=("deepfool",), progress=False)
+
+
+def test_setups_follow_the_scale_and_load_models_with_held_out_fitting_data():
+    assert [s.key for s in setups.setups("weights")] == ["mlp on digits", "cnn on digits"]
+    config.use("full")
+    assert [s.key for s in setups.setups("inputs")] == ["mlp on mnist", "mlp on fashion-mnist", "resnet18 on cifar10"]
+    config.use("small")
+    trained = setups.load("summary", n_eval=100, n_fit=50, progress=False)["mlp on digits"]
+    assert trained.x.shape == (100, 1, 8, 8) and trained.x_fit.shape == (50, 1, 8, 8)
+    test_rows = {tuple(r) for r in trained.data.x_test.flatten(1).tolist()}
+    assert not test_rows & {tuple(r) for r in trained.x_fit.flatten(1).tolist()}  # fit and scored apart
+    with pytest.raises(ValueError, match="role must be one of"):
+        setups.setups("everything")
+
+
+def test_start_applies_scale_and_seed_and_begins_the_record(capsys):
+    settings = setups.start("02_input_perturbations", scale="small", seed=4)
+    assert (settings.seed, config.SEED) == (4, 4) and "scale: small · seed: 4 · device:" in capsys.readouterr().out
+    assert records.record_path("02_input_perturbations").parent.name == "seed-4"
+    sizes = {"small": {"n": 1}, "full": {"n": 2}}
+    assert setups.pick(sizes).n == 1
+    with pytest.raises(ValueError, match="one entry per scale"):
+        setups.pick({"small": {}})

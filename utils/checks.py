@@ -1,0 +1,191 @@
+"""Argument validators shared by every public function of the package.
+
+Each validator takes the argument's *name* and value, returns the value in canonical form, and raises a
+``ValueError`` or ``TypeError`` whose message names the argument, says what was wrong and what is allowed.
+:func:`eval_mode` switches a model to evaluation mode for a computation and restores its mode after it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+T = TypeVar("T")
+
+
+def _shown(value: Any) -> str:
+    """A short description of a bad value for an error message."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def integer(name: str, value: Any, *, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` in [minimum, maximum] (default: a positive integer); bools are rejected."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {_shown(value)}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value}")
+    return value
+
+
+def number(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite ``float`` in the interval from ``low`` to ``high`` (closed unless ``*_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
+            value = value.item()
+        else:
+            raise TypeError(f"{name} must be a real number, got {_shown(value)}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad = bad or value < low or (low_open and value == low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value}")
+    return value
+
+
+def positive(name: str, value: Any) -> float:
+    """A finite number > 0."""
+    return number(name, value, low=0.0, low_open=True)
+
+
+def non_negative(name: str, value: Any) -> float:
+    """A finite number ≥ 0."""
+    return number(name, value, low=0.0)
+
+
+def probability(name: str, value: Any) -> float:
+    """A number in [0, 1]."""
+    return number(name, value, low=0.0, high=1.0)
+
+
+def one_of(name: str, value: T, allowed: Collection[T]) -> T:
+    """``value`` if it is one of ``allowed``."""
+    try:
+        ok = value in allowed
+    except TypeError:  # an unhashable value cannot be a name
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {_shown(value)}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """A real truth value: ``True`` or ``False`` (NumPy's booleans included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+    return bool(value)
+
+
+def generator(name: str, value: Any) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {_shown(value)}")
+    return value
+
+
+def tensor(
+    name: str, value: Any, *, floating: bool = True, finite: bool = True, min_dim: int = 0,
+    shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """A ``torch.Tensor`` (floating-point and free of NaN/inf unless told otherwise), of at least ``min_dim``
+    dimensions or of exactly ``shape``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {_shown(value)}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(value.shape)}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(value.shape)}")
+    if finite and value.is_floating_point() and not torch.isfinite(value).all():
+        raise ValueError(f"{name} must not contain NaN or infinite values")
+    return value
+
+
+def batch(
+    x: Any, y: Any = None, *, num_classes: int | None = None, unit_box: bool = False, x_name: str = "x",
+    y_name: str = "y",
+) -> None:
+    """A non-empty batch of finite floating-point inputs ``(N, ...)`` and, if given, its labels: a 1-D
+    integer (int64) tensor of the same length with values in [0, num_classes). ``unit_box`` also asks for
+    inputs in [0, 1], the box that perturbation budgets are measured in."""
+    tensor(x_name, x, min_dim=2)
+    if len(x) == 0:
+        raise ValueError(f"{x_name} must hold at least one sample, got shape {tuple(x.shape)}")
+    if unit_box and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{x_name} must lie in [0, 1] (budgets are in pixel units of images in [0, 1]); "
+                         f"got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
+    if y is not None:
+        labels(y_name, y, len(x), num_classes)
+
+
+def labels(name: str, y: Any, n: int, num_classes: int | None = None) -> torch.Tensor:
+    """Integer class labels: a 1-D int64 tensor of length ``n`` with values in [0, num_classes)."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer labels, got {_shown(y)}")
+    if y.dtype != torch.int64:
+        raise TypeError(f"{name} must hold int64 class labels (torch.long), got dtype {y.dtype}")
+    if y.dim() != 1 or len(y) != n:
+        raise ValueError(f"{name} must be a 1-D tensor with one label per sample ({n}), got shape {tuple(y.shape)}")
+    if n and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):
+        allowed = f"[0, {num_classes})" if num_classes is not None else "[0, ∞)"
+        raise ValueError(f"{name} must be class indices in {allowed}, got values from {y.min().item()} "
+                         f"to {y.max().item()}")
+    return y
+
+
+def model(name: str, value: Any, *, trainable: bool = False) -> nn.Module:
+    """A ``torch.nn.Module`` (with at least one trainable parameter when ``trainable``)."""
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {_shown(value)}")
+    if trainable and not any(p.requires_grad for p in value.parameters()):
+        raise ValueError(f"{name} must have at least one trainable parameter")
+    return value
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def classes(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of classes a model outputs, from one forward pass on the first sample."""
+    with torch.no_grad(), eval_mode(model):
+        return int(model(x[:1].to(model_device(model))).shape[-1])
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside, ``model`` (and every submodule) is in evaluation mode — batch-norm uses its running
+    statistics and dropout is off, so the model is a fixed function of its weights; afterwards each
+    submodule's own mode is restored."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
