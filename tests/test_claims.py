@@ -77,8 +77,10 @@ def test_bad_arguments_are_rejected_clearly():
     claims.claim("s", True, id="ch1.s")
     with pytest.raises(ValueError, match="claim id 'ch1.s' is used twice"):
         claims.claim("t", True, id="ch1.s")
-    with pytest.raises(ValueError, match="chapter must be a name"):
+    with pytest.raises(ValueError, match="chapter must be one of '01_decision_boundaries'"):
         claims.begin_chapter("../evil")
+    with pytest.raises(ValueError, match="got '01_decision_boundary'"):
+        records.status(["01_decision_boundary"])
 
 
 def test_status_reports_missing_incomplete_stale_and_ok(isolated_root):

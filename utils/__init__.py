@@ -13,7 +13,9 @@ The import graph is one-way, from the foundations up:
 - quantization: ``quant`` (the quantizer), ``bitflips`` (int8 codes and bit flips), ``rounding``
   (quantization as a weight perturbation), ``qat`` (quantization-aware training), ``deploy`` (ONNX
   Runtime int8 inference);
-- ``records`` (reading claim records back, across seeds), ``experiments`` (drivers of multi-step
+- ``records`` (reading claim records back, across seeds), ``reproducibility`` (claims across seeds and
+  the margins of their limits), ``evidence`` (the synthesis's verdicts, computed
+  from the records), ``experiments`` (drivers of multi-step
   measurements), ``setups`` (which models each chapter studies, and each chapter's first step).
 """
 
@@ -28,12 +30,16 @@ from . import (
     data,
     datafiles,
     deploy,
+    evidence,
     experiments,
     geometry,
     models,
+    noise,
     plotting,
     qat,
     quant,
+    records,
+    reproducibility,
     rounding,
     setups,
     stats,
@@ -43,7 +49,7 @@ from . import (
 
 __all__ = [
     "attacks", "bitflips", "checkpoints", "checks", "claims", "config", "curvature", "data", "datafiles", "deploy",
-    "experiments", "geometry", "models", "noise", "plotting", "qat", "quant", "records", "rounding", "setups",
-    "stats", "train", "weights",
+    "evidence", "experiments", "geometry", "models", "noise", "plotting", "qat", "quant", "records", "reproducibility",
+    "rounding", "setups", "stats", "train", "weights",
 ]
 __version__ = "0.2.0"

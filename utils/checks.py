@@ -171,10 +171,20 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def accepts(model: nn.Module, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """The model's output for the first sample of ``x`` — or a ``ValueError`` naming ``x`` when the model
+    cannot take inputs of that shape."""
+    try:
+        with torch.no_grad(), eval_mode(model):
+            return model(x[:1].to(model_device(model)))
+    except RuntimeError as err:
+        raise ValueError(f"{name} has inputs of shape {tuple(x.shape[1:])}, which the model cannot take "
+                         f"({str(err).splitlines()[0]})") from None
+
+
 def classes(model: nn.Module, x: torch.Tensor) -> int:
     """The number of classes a model outputs, from one forward pass on the first sample."""
-    with torch.no_grad(), eval_mode(model):
-        return int(model(x[:1].to(model_device(model))).shape[-1])
+    return int(accepts(model, x).shape[-1])
 
 
 @contextmanager

@@ -178,6 +178,13 @@ def checkpoints_dir() -> Path:
     return resolve(os.environ.get("BOOK_CHECKPOINTS") or "data/checkpoints")
 
 
+def progress_options(progress: bool) -> dict:
+    """Keywords for a ``tqdm.auto`` bar: off when ``progress`` is false; otherwise left to tqdm, so that the
+    ``TQDM_DISABLE=1`` environment variable (set when the book's outputs are executed for committing)
+    switches every bar off and no widget state ends up in a notebook."""
+    return {} if progress else {"disable": True}
+
+
 def warn_if_slow() -> None:
     """Warn, with the expected time, when the full scale is about to run without a GPU."""
     if _current.scale == "full" and device().type == "cpu":

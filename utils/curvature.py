@@ -141,6 +141,7 @@ def quadratic_terms(
 ) -> tuple[float, float]:
     """The two terms of ΔL ≈ gᵀδ + ½δᵀHδ for the perturbation δ: one Hessian-vector product, and one gradient
     unless ``grad_at_theta`` (g at the trained weights) is passed — compute it once for many δ."""
+    check_direction(model, delta, "delta")
     g = gradient(model, x, y) if grad_at_theta is None else check_direction(model, grad_at_theta, "grad_at_theta")
     first = (flatten(g) * flatten(delta).to(flatten(g))).sum().item()
     second = 0.5 * (flatten(hessian_vector_product(model, x, y, delta)) * flatten(delta).to(flatten(g))).sum().item()

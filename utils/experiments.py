@@ -98,7 +98,7 @@ def flip_curves(
         raise ValueError(f"eps_values must be a non-empty list of budgets >= 0, got {eps_values!r}")
     eps_values = [checks.non_negative(f"eps_values[{i}]", e) for i, e in enumerate(eps_values)]
     label, rows = predict(model, x), []
-    for eps in tqdm(eps_values, desc=f"flip rates ({norm})", disable=not progress, leave=False):
+    for eps in tqdm(eps_values, desc=f"flip rates ({norm})", leave=False, **config.progress_options(progress)):
         for method in methods:
             if method in KINDS:
                 rate = random_flip_fraction(model, x, eps, n_draws, norm=norm, kind=method,
@@ -151,3 +151,25 @@ def rounding_analysis(
             "spread": rounding.first_order_spread(grad_at_theta, steps), "noise": noise_loss - base,
             "rtn": rtn_loss - base, "rtn_first": first, "rtn_second": second}
 
+
+
+def adversarial_halving_size(
+    model: nn.Module, x_fit: torch.Tensor, y_fit: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *,
+    low: float = 1e-3, high: float = 1.0, n_bisect: int = 12,
+) -> float:
+    """The smallest relative size s = ‖δ_l‖/‖θ_l‖ at which the per-layer adversarial weight direction, fit on
+    (x_fit, y_fit), brings the accuracy on (x, y) to 50% or below: geometric bisection on [low, high]
+    (``high`` if even that size does not halve it)."""
+    low, high = checks.positive("low", low), checks.positive("high", high)
+    n_bisect = checks.integer("n_bisect", n_bisect)
+
+    def halves(s: float) -> bool:
+        with weights.perturbed(model, weights.adversarial_direction(model, x_fit, y_fit, eps=s), s):
+            return evaluate(model, x, y) <= 0.5
+
+    if not halves(high):
+        return high
+    for _ in range(n_bisect):
+        mid = (low * high) ** 0.5
+        low, high = (low, mid) if halves(mid) else (mid, high)
+    return high

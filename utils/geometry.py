@@ -36,6 +36,9 @@ def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> 
 
 def logit_margin(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`margin` from logits ``z`` of shape ``(N, K)`` already computed (differentiable)."""
+    checks.tensor("z", z, min_dim=2, finite=False)
+    if y is not None:
+        checks.labels("y", y, len(z), z.shape[1])
     if y is None:
         top2 = z.topk(2, dim=1).values
         return top2[:, 0] - top2[:, 1]
@@ -108,7 +111,7 @@ def distance_along(
     k = dirs.shape[1]
     norms = dirs.flatten(2).norm(dim=2)
     if (norms == 0).any():
-        raise ValueError("every direction must be non-zero")
+        raise ValueError("directions must be non-zero vectors (a zero direction has no line to walk)")
     u = (dirs / norms.view(*norms.shape, *[1] * (dirs.dim() - 2))).flatten(0, 1)
     origin = x.repeat_interleave(k, dim=0)
     label = predict(model, x, batch_size=batch_size).repeat_interleave(k)
@@ -180,6 +183,8 @@ def normal_and_random_radii(
     distances along ``n_directions`` uniformly random lines through it (shape ``(N, n_directions)``).
     Keywords go to :func:`distance_along`."""
     n_directions = checks.integer("n_directions", n_directions)
+    if descent is not None:
+        checks.tensor("descent", descent, shape=tuple(x.shape))
     descent = -margin_gradient(model, x) if descent is None else descent
     r_normal = distance_along(model, x, descent, **kwargs)
     dirs = sample_sphere(len(x) * n_directions, tuple(x.shape[1:]), generator=generator).to(x.device)
@@ -191,7 +196,7 @@ def linear_boundary(model: MLP) -> tuple[torch.Tensor, torch.Tensor]:
     normalization folded in (w = (W₁ − W₀)/σ, b = b₁ − b₀ − wᵀμ)."""
     layers = [m for m in model.layers if isinstance(m, nn.Linear)] if isinstance(model, MLP) else []
     if len(layers) != 1 or layers[0].out_features != 2:
-        raise ValueError("linear_boundary needs a two-class linear MLP (hidden=() and num_classes=2)")
+        raise ValueError("model must be a two-class linear MLP (hidden=() and num_classes=2) for linear_boundary")
     lin, norm = layers[0], model.normalize
     with torch.no_grad():
         w = (lin.weight[1] - lin.weight[0]) / norm.std.flatten().expand(lin.in_features)
@@ -225,7 +230,7 @@ def plot_decision_boundary(
     """
     checks.batch(x, y)
     if x.shape[1] != 2:
-        raise ValueError(f"plot_decision_boundary needs 2-D inputs, got {x.shape[1]}-D")
+        raise ValueError(f"x must hold 2-D points to plot decision regions, got {x.shape[1]}-D inputs")
     checks.one_of("shade", shade, ("class", "margin"))
     resolution = checks.integer("resolution", resolution, minimum=2)
     ax = ax or plt.subplots()[1]

@@ -123,11 +123,12 @@ def resnet18(
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of images ``(N, C, H, W)`` shaped ``(C, 1, 1)``; per-feature for ``(N, D)``."""
+    checks.batch(x)
     if x.dim() == 4:
         return x.mean(dim=(0, 2, 3)).view(-1, 1, 1), x.std(dim=(0, 2, 3)).clamp_min(1e-3).view(-1, 1, 1)
     if x.dim() == 2:
         return x.mean(dim=0), x.std(dim=0).clamp_min(1e-3)
-    raise ValueError(f"expected inputs shaped (N, C, H, W) or (N, D), got {tuple(x.shape)}")
+    raise ValueError(f"x must be shaped (N, C, H, W) or (N, D), got {tuple(x.shape)}")
 
 
 def build_model(

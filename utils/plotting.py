@@ -7,7 +7,11 @@ from collections.abc import Sequence
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
+from pandas.io.formats.style import Styler
+
+from . import checks
 
 PALETTE = "colorblind"
 
@@ -23,16 +27,17 @@ def set_style() -> None:
 
 def class_colors(k: int) -> list[tuple[float, float, float]]:
     """``k`` distinguishable colours, one per class, the same in every figure."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    k = checks.integer("k", k)
     return sns.color_palette(PALETTE, max(k, 2))[:k]
 
 
 def subplots(
     ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.6, **kwargs
 ) -> tuple[plt.Figure, np.ndarray]:
-    """``plt.subplots`` with panels of ``width`` × ``height`` inches each, in the book's style."""
-    set_style()
+    """``plt.subplots`` with panels of ``width`` × ``height`` inches each (the book's style is set once per
+    chapter by :func:`set_style`, through :func:`setups.start`)."""
+    ncols, nrows = checks.integer("ncols", ncols), checks.integer("nrows", nrows)
+    width, height = checks.positive("width", width), checks.positive("height", height)
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs)
 
 
@@ -60,6 +65,8 @@ def show_image(ax: plt.Axes, image: np.ndarray | Sequence, *, title: str = "", d
     img = np.asarray(image, dtype=float)
     if img.ndim != 3 or img.shape[0] not in (1, 3):
         raise ValueError(f"image must be shaped (C, H, W) with C = 1 or 3, got {img.shape}")
+    if not np.isfinite(img).all():
+        raise ValueError("image must not contain NaN or infinite values")
     if diverging:
         v = img.sum(axis=0)
         lim = max(float(np.abs(v).max()), 1e-12)
@@ -70,3 +77,15 @@ def show_image(ax: plt.Axes, image: np.ndarray | Sequence, *, title: str = "", d
         ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
     ax.set(title=title, xticks=[], yticks=[])
     ax.grid(False)
+
+
+def table(frame: pd.DataFrame, *, digits: int = 3, percent: Sequence[str] = (), index: bool = True,
+          caption: str | None = None) -> Styler:
+    """A DataFrame styled for reading: numbers to ``digits`` significant digits, the ``percent`` columns as
+    percentages, NaN shown as an empty cell, and optionally no index column."""
+    formats = {c: (lambda v: "" if pd.isna(v) else f"{v:.1%}") for c in percent}
+    style = frame.style.format(lambda v: v if not isinstance(v, float) else ("" if np.isnan(v) else f"{v:.{digits}g}"))
+    style = style.format(formats, subset=[c for c in percent if c in frame.columns])
+    if not index:
+        style = style.hide(axis="index")
+    return style.set_caption(caption) if caption else style

@@ -148,6 +148,12 @@ def codes(
     checks.tensor("zero_point", zero_point)
     if (scale <= 0).any():
         raise ValueError("scale must be positive everywhere")
+    for name, t in (("scale", scale), ("zero_point", zero_point)):
+        try:
+            torch.broadcast_shapes(t.shape, x.shape)
+        except RuntimeError:
+            raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast against x of shape "
+                             f"{tuple(x.shape)}") from None
     q_min, q_max = code_range(spec.bits, spec.symmetric)
     v = x / scale
     if spec.rounding == "stochastic":
@@ -278,6 +284,9 @@ def quantize_activations(
     straight_through = checks.flag("straight_through", straight_through)
     out = copy.deepcopy(checks.model("model", model)).eval()
     layers = [m for m in out.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers:
+        raise ValueError("model has no linear or convolution layer whose inputs could be quantized")
+    checks.accepts(out, calibration, "calibration")
     seen: dict[nn.Module, torch.Tensor] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.__setitem__(mod, inp[0].detach())) for m in layers]
     with torch.no_grad():

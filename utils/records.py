@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import checks, config
 
 CHAPTERS = ("01_decision_boundaries", "02_input_perturbations", "03_weight_perturbations",
             "04_post_training_quantization", "05_quantization_aware_training", "06_synthesis")
@@ -45,10 +45,9 @@ def record_path(
 
 
 def chapter_name(chapter: str) -> str:
-    """``chapter`` if it is a plain file name (letters, digits, '_' and '-'), so it cannot leave its folder."""
-    if not isinstance(chapter, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", chapter):
-        raise ValueError(f"chapter must be a name of letters, digits, '_' or '-', got {chapter!r}")
-    return chapter
+    """``chapter`` if it is one of the book's chapters (:data:`CHAPTERS`), so a typo cannot pass unnoticed
+    and a name cannot leave the records' folder."""
+    return checks.one_of("chapter", chapter, CHAPTERS)
 
 
 def notebook_digest(chapter: str, *, folder: str | Path = "chapters") -> str | None:
@@ -113,6 +112,8 @@ def status(chapters: Sequence[str], **where: Any) -> list[dict[str, Any]]:
     """For each chapter: its record's state — ``missing``, ``failed`` (a claim did not hold), ``stale``
     (its code changed since), ``incomplete`` (stopped before its end) or ``ok`` — the number of claims
     recorded and holding, and what to do. ``where`` selects scale, seed and root as in :func:`read_claims`."""
+    if isinstance(chapters, str) or not isinstance(chapters, Sequence):
+        raise TypeError(f"chapters must be a list of chapter names, got {chapters!r}")
     rows = []
     for chapter in chapters:
         path = record_path(chapter, **where)

@@ -65,20 +65,23 @@ class Trained:
     y_fit: torch.Tensor
 
 
-def load(role: str, *, n_eval: int | None = None, n_fit: int = 512, progress: bool = True) -> dict[str, Trained]:
-    """The setups of ``role``, each model trained (or loaded from the cache) with the book's seed and moved
-    to :func:`config.device`, with ``n_eval`` test images (None: all; a random choice drawn from the seed
-    otherwise) and ``n_fit`` training images for fitting adversaries."""
+def load(role: str, *, n_eval: int | None = None, n_fit: int = 512, seed: int | None = None,
+         progress: bool = True) -> dict[str, Trained]:
+    """The setups of ``role``, each model trained (or loaded from the cache) with ``seed`` (default: the
+    book's seed; another seed is an independent replication: other data split, weights and order) and
+    moved to :func:`config.device`, with ``n_eval`` test images (None: all; a random choice drawn from the
+    seed otherwise) and ``n_fit`` training images for fitting adversaries."""
     dev, out, datasets = config.device(), {}, {}
     n_fit = checks.integer("n_fit", n_fit)
+    seed = config.SEED if seed is None else checks.integer("seed", seed, minimum=0)
     for s in setups(role):
         if s.dataset not in datasets:
-            datasets[s.dataset] = load_dataset(s.dataset)
+            datasets[s.dataset] = load_dataset(s.dataset, seed=seed)
         data = datasets[s.dataset]
         test = data
         if n_eval is not None and n_eval < len(data.y_test):
-            test = data.subset(n_test=n_eval, generator=config.generator("evaluation images", s.dataset))
-        model = pretrained(s.model, s.dataset, data=data, progress=progress).to(dev)
+            test = data.subset(n_test=n_eval, generator=config.generator("evaluation images", s.dataset, seed=seed))
+        model = pretrained(s.model, s.dataset, data=data, seed=seed, progress=progress).to(dev)
         out[s.key] = Trained(s, data, model, test.x_test.to(dev), test.y_test.to(dev),
                              data.x_train[:n_fit].to(dev), data.y_train[:n_fit].to(dev))
     return out

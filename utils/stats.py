@@ -11,9 +11,11 @@ def power_law_fit(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
     """Least-squares fit of log y = a + s·log x; returns (s, a), the slope and intercept in natural logs."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
-        raise ValueError(f"need two 1-D arrays of equal length >= 2, got shapes {x.shape} and {y.shape}")
+        raise ValueError(f"x and y must be 1-D arrays of equal length >= 2, got shapes {x.shape} and {y.shape}")
     if (x <= 0).any() or (y <= 0).any() or not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("power_law_fit needs finite, positive x and y")
+        raise ValueError("x and y must be finite and positive for a power-law fit")
+    if np.ptp(x) == 0:
+        raise ValueError("x must take at least two different values to fit a slope")
     slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
     return float(slope), float(intercept)
 

@@ -32,6 +32,7 @@ def logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 4096) -> torc
     checks.batch(x)
     batch_size = checks.integer("batch_size", batch_size)
     dev = checks.model_device(model)
+    checks.accepts(model, x)
     with checks.eval_mode(model):
         return torch.cat([model(xb.to(dev)).float().to(x.device) for xb in x.split(batch_size)])
 
@@ -62,6 +63,9 @@ def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size:
 def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """CIFAR-style augmentation for a batch at once: random shifts of up to ``pad`` pixels (zero padding)
     and random horizontal flips, drawn on the batch's device with ``generator`` (on that device too)."""
+    checks.tensor("x", x, min_dim=4)
+    checks.generator("generator", generator)
+    pad = checks.integer("pad", pad, minimum=0)
     n, c, h, w = x.shape
     dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))
@@ -125,7 +129,7 @@ def fit(
     seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device))
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
-        bar = tqdm(range(epochs), desc=f"training on {data.name}", disable=not progress, leave=False)
+        bar = tqdm(range(epochs), desc=f"training on {data.name}", leave=False, **config.progress_options(progress))
         for _ in bar:
             history["loss"].append(_epoch(model, x, y, batch_size, opt, sched, gen, augment, amp))
             bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
