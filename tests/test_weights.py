@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from utils import bitflips, curvature, quant, train, weights
+from utils import bitflips, config, curvature, quant, train, weights
 from utils.data import load_dataset
 from utils.models import MLP, SmallCNN, build_model
 
@@ -217,7 +217,7 @@ def test_curvature_computed_in_data_batches_equals_the_one_batch_result(monkeypa
     whole = (weights.flatten(weights.gradient(model, x, y)),
              weights.flatten(curvature.hessian_vector_product(model, x, y, v)),
              weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])
-    monkeypatch.setitem(weights.BATCH_SIZES, "small", 10)  # 64 samples in batches of 10, 10, …, 4
+    monkeypatch.setitem(config.BATCHES["small"], "weights", 10)  # 64 samples in batches of 10, 10, …, 4
     batched = (weights.flatten(weights.gradient(model, x, y)),
                weights.flatten(curvature.hessian_vector_product(model, x, y, v)),
                weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])

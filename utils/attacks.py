@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks
+from . import checks, config
 from .geometry import distance_along, line_distance, logit_margin, sample_sphere
 from .noise import NORMS, norms, per_sample, random_perturbation
 from .train import predict
@@ -99,17 +99,28 @@ def pgd(
     random_start: bool = True,
     restarts: int = 1,
     generator: torch.Generator | None = None,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Projected gradient ascent on the loss (Madry et al., 2018): x_{t+1} = Π(x_t + α·s(∇ₓL(x_t))), with
     s as in :func:`fgsm`, α = ``step_size`` (default 2.5·ε/steps), Π the projection onto the ε-ball around
     x intersected with [0, 1], and a random start in the ball. Over all iterates and ``restarts`` it keeps,
     per sample, the one with the lowest label margin z_y − max_{k≠y} z_k (negative: misclassified).
-    ``x`` must lie in [0, 1]; random starts are drawn with ``generator`` (default: the book's stream)."""
+    ``x`` must lie in [0, 1]; random starts are drawn with ``generator`` (default: the book's stream).
+    Samples are attacked ``batch_size`` at a time (default: :func:`config.batch`'s ``attack``; each batch holds
+    its activations for the backward pass)."""
     checks.one_of("norm", norm, NORMS)
     steps, restarts = checks.integer("steps", steps), checks.integer("restarts", restarts)
     if step_size is not None:
         step_size = checks.positive("step_size", step_size)
     random_start = checks.flag("random_start", random_start)
+    checks.batch(x)
+    batch_size = config.batch("attack") if batch_size is None else checks.integer("batch_size", batch_size)
+    if len(x) > batch_size:
+        eps_all = per_sample(eps, x).flatten()
+        parts = [pgd(model, x[i:i + batch_size], None if y is None else y[i:i + batch_size], eps_all[i:i + batch_size],
+                     norm=norm, steps=steps, step_size=step_size, random_start=random_start, restarts=restarts,
+                     generator=generator, batch_size=batch_size) for i in range(0, len(x), batch_size)]
+        return torch.cat(parts)
     with _attack_mode(model, x, y) as (xd, yd):
         e = per_sample(eps, xd)
         alpha = e * 2.5 / steps if step_size is None else torch.full_like(e, step_size)
@@ -144,7 +155,7 @@ def _logits_and_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
 
 def deepfool(
     model: nn.Module, x: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02, refine: bool = True,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """DeepFool (Moosavi-Dezfooli et al., 2016): the smallest L2 perturbation δ that changes the prediction
     ŷ, found by linearizing every class boundary: at x_t, with f_k = z_k − z_ŷ and w_k = ∇f_k,
@@ -153,9 +164,11 @@ def deepfool(
     along its own direction (:func:`geometry.distance_along`, plus 10⁻⁴ relative), which removes the
     overshoot. Box constraints
     are ignored, as in the original. Rows that do not flip within ``steps`` iterations are NaN. Samples go
-    ``batch_size`` at a time (the Jacobian needs K backward passes' memory).
+    ``batch_size`` at a time (default: :func:`config.batch`'s ``deepfool``; the Jacobian needs K backward
+    passes' memory).
     """
-    steps, batch_size = checks.integer("steps", steps), checks.integer("batch_size", batch_size)
+    steps = checks.integer("steps", steps)
+    batch_size = config.batch("deepfool") if batch_size is None else checks.integer("batch_size", batch_size)
     overshoot = checks.non_negative("overshoot", overshoot)
     checks.batch(x)
     if len(x) > batch_size:

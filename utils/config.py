@@ -19,6 +19,8 @@ import os
 import random
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +97,26 @@ def __getattr__(name: str):
     if name == "SEED":
         return _current.seed
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+BATCHES: dict[str, dict[str, int]] = {
+    "small": {"inference": 4096, "rays": 8192, "attack": 512, "deepfool": 256, "weights": 2048, "probes": 10,
+              "surface": 16},
+    "full": {"inference": 512, "rays": 1024, "attack": 256, "deepfool": 64, "weights": 64, "probes": 1,
+             "surface": 4},
+}
+"""How many samples (or probes, or grid points) each kind of computation holds at once, by scale: sums over
+batches are exact, so the batch only bounds memory. The full scale's keep a ResNet-18 within a 16-GB GPU
+(``benchmarks/full_scale.py`` measures the memory per image): ``inference`` forward passes, ``rays`` points
+walked along lines, ``attack`` and ``deepfool`` images attacked, ``weights`` images in a loss, gradient or
+Hessian-vector product, ``probes`` Hessian-vector products vectorized together, ``surface`` weight-space grid
+points evaluated together."""
+
+
+def batch(kind: str) -> int:
+    """The batch of :data:`BATCHES` for ``kind`` at the current scale (read at every call, so a chapter that
+    switches scale gets the matching sizes)."""
+    return BATCHES[_current.scale][checks.one_of("kind", kind, tuple(BATCHES["small"]))]
 
 
 def device() -> torch.device:
@@ -183,6 +205,19 @@ def progress_options(progress: bool) -> dict:
     ``TQDM_DISABLE=1`` environment variable (set when the book's outputs are executed for committing)
     switches every bar off and no widget state ends up in a notebook."""
     return {} if progress else {"disable": True}
+
+
+@contextmanager
+def full_precision() -> Iterator[None]:
+    """Inside (or around a decorated function), float32 matrix products and convolutions on a GPU run in full
+    float32 — TF32, which rounds their inputs to 10 mantissa bits, is switched off — so that small loss
+    differences are measured, not rounding; the previous settings are restored afterwards."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def warn_if_slow() -> None:

@@ -31,6 +31,7 @@ def _quiet_forward_ad() -> None:
         torch.autograd.forward_ad._maybe_load_decompositions()
 
 
+@config.full_precision()
 def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: Direction) -> Direction:
     """H·v, H = ∇²_θ L on (x, y), by forward-over-reverse differentiation (``jvp`` of ``grad``)."""
     check_direction(model, v, "v")
@@ -45,7 +46,8 @@ def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v
 
 
 def batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function V (k, P) ↦ (H Vᵢ)ᵢ (k, P) in :func:`weights.flatten` order, vectorized over the k vectors."""
+    """A function V (k, P) ↦ (H Vᵢ)ᵢ (k, P) in :func:`weights.flatten` order, vectorized over the k vectors
+    (:func:`config.batch`'s ``probes`` of them at a time, each on data batches of ``weights`` samples)."""
     _quiet_forward_ad()
     theta, parts = parameters_of(model), batch_losses(model, x, y)
 
@@ -53,16 +55,18 @@ def batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[
         total = torch.zeros_like(vectors)
         for fn, w in parts:
             hvp = lambda vec, fn=fn: flatten(jvp(grad(fn), (theta,), (unflatten(vec, theta),))[1])
-            total += w * vmap(hvp)(vectors)
+            total += w * vmap(hvp, chunk_size=config.batch("probes"))(vectors)
         return total
 
     return hvps
 
 
-def _probes(model: nn.Module, n_probes: int, chunk: int, generator: torch.Generator | None, scale: Direction | None):
+def _probes(
+    model: nn.Module, n_probes: int, chunk: int | None, generator: torch.Generator | None, scale: Direction | None
+):
     """Rademacher probes s ⊙ v, ``chunk`` at a time, drawn on the model's device, with the batched HVP."""
     n_probes = checks.integer("n_probes", n_probes, minimum=2)
-    chunk = checks.integer("chunk", chunk)
+    chunk = config.batch("probes") if chunk is None else checks.integer("chunk", chunk)
     dev = checks.model_device(model)
     size = flatten(parameters_of(model)).numel()
     s = flatten(check_direction(model, scale, "scale")).to(dev) if scale is not None else torch.ones(size, device=dev)
@@ -72,21 +76,23 @@ def _probes(model: nn.Module, n_probes: int, chunk: int, generator: torch.Genera
         yield s * (torch.randint(0, 2, (k, size), generator=gen, device=gen.device).to(dev) * 2 - 1).float()
 
 
+@config.full_precision()
 def hessian_trace(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_probes: int = 100, chunk: int = 10,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_probes: int = 100, chunk: int | None = None,
     scale: Direction | None = None, generator: torch.Generator | None = None,
 ) -> tuple[float, float]:
     """Hutchinson's estimate of Tr H = E[vᵀHv] over Rademacher probes v ∈ {−1, 1}^P, with its standard
     error (sample standard deviation of vᵀHv over √n_probes). With ``scale`` s the probes are s⊙v and the
     estimate is the weighted trace Σᵢ sᵢ² Hᵢᵢ = E[(s⊙v)ᵀH(s⊙v)] (s = 0 outside a layer restricts it to that
-    layer). Probes are evaluated ``chunk`` at a time."""
+    layer). Probes are evaluated ``chunk`` at a time (default: :func:`config.batch`'s ``probes``)."""
     hvp = batched_hvp(model, x, y)
     quad = torch.cat([(v * hvp(v)).sum(dim=1) for v in _probes(model, n_probes, chunk, generator, scale)]).double()
     return quad.mean().item(), (quad.std() / math.sqrt(len(quad))).item()
 
 
+@config.full_precision()
 def hessian_diagonal(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_probes: int = 100, chunk: int = 10,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_probes: int = 100, chunk: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Direction, Direction]:
     """Hutchinson's estimate of the Hessian's diagonal, diag(H) = E[v ⊙ Hv] over Rademacher probes, as a
@@ -106,6 +112,7 @@ def hessian_diagonal(
     return unflatten(mean.float(), like), unflatten(se.float(), like)
 
 
+@config.full_precision()
 def top_eigenvalues(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 1, *, iters: int = 100, tol: float = 1e-4,
     generator: torch.Generator | None = None, vectors: bool = False,
@@ -136,6 +143,7 @@ def top_eigenvalues(
     return (ritz[order].cpu(), eigvecs[:, order]) if vectors else ritz[order].cpu()
 
 
+@config.full_precision()
 def quadratic_terms(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: Direction, *, grad_at_theta: Direction | None = None
 ) -> tuple[float, float]:

@@ -83,7 +83,7 @@ def distance_along(
     min_radius: float = 1e-4,
     n_scan: int = 64,
     n_bisect: int = 24,
-    batch_size: int = 8192,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Smallest t ∈ (0, max_radius] with argmax f(x + t·u) ≠ argmax f(x), u = d/‖d‖₂, for every sample and
     direction; ``inf`` where the ray does not flip within ``max_radius``.
@@ -99,7 +99,7 @@ def distance_along(
     max_radius = checks.positive("max_radius", max_radius)
     min_radius = checks.number("min_radius", min_radius, low=0.0, high=max_radius, low_open=True, high_open=True)
     n_scan, n_bisect = checks.integer("n_scan", n_scan, minimum=2), checks.integer("n_bisect", n_bisect, minimum=0)
-    batch_size = checks.integer("batch_size", batch_size)
+    batch_size = config.batch("rays") if batch_size is None else checks.integer("batch_size", batch_size)
     directions = directions.to(x.device)
     per_sample = directions.shape == x.shape
     if not per_sample and (directions.dim() != x.dim() + 1 or directions.shape[0] != x.shape[0]

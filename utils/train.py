@@ -26,23 +26,24 @@ CACHE_FORMAT = 2  # bump when the training code changes what a recipe produces
 
 
 @torch.no_grad()
-def logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
-    """Model outputs z = f(x) in eval mode, computed in batches on the model's device, returned on x's."""
+def logits(model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    """Model outputs z = f(x) in eval mode, computed in batches (default: :func:`config.batch`'s
+    ``inference``) on the model's device, returned on x's."""
     checks.model("model", model)
     checks.batch(x)
-    batch_size = checks.integer("batch_size", batch_size)
+    batch_size = config.batch("inference") if batch_size is None else checks.integer("batch_size", batch_size)
     dev = checks.model_device(model)
     checks.accepts(model, x)
     with checks.eval_mode(model):
         return torch.cat([model(xb.to(dev)).float().to(x.device) for xb in x.split(batch_size)])
 
 
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
     """Predicted labels argmax_k f(x)_k."""
     return logits(model, x, batch_size=batch_size).argmax(dim=1)
 
 
-def _labelled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _labelled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """Logits of (x, y) after checking the labels against the number of classes the model outputs."""
     checks.batch(x, y)
     z = logits(model, x, batch_size=batch_size)
@@ -50,12 +51,13 @@ def _labelled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return z
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 4096) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> float:
     """Accuracy: the fraction of samples with argmax_k f(x)_k = y."""
     return (_labelled(model, x, y, batch_size).argmax(1) == y.to(x.device)).float().mean().item()
 
 
-def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 4096) -> float:
+@config.full_precision()
+def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> float:
     """Mean cross-entropy L = (1/N) Σᵢ −log softmax(f(xᵢ))_{yᵢ}."""
     return F.cross_entropy(_labelled(model, x, y, batch_size), y.to(x.device)).item()
 

@@ -21,17 +21,6 @@ from . import checks, config
 
 Direction = dict[str, torch.Tensor]
 NORMALIZATIONS = ("filter", "layer", "none")
-BATCH_SIZES = {"small": 2048, "full": 128}
-"""Samples per data batch in losses, gradients and Hessian-vector products, by scale: sums over batches are
-exact, the batch only bounds memory (at the small scale every data set fits in one batch)."""
-
-
-def batch_size() -> int:
-    """The data batch of :data:`BATCH_SIZES` for the current scale (read at every call, so a chapter that
-    switches scale gets the matching batch)."""
-    return BATCH_SIZES[config.SCALE]
-
-
 def parameters_of(model: nn.Module) -> Direction:
     """The trainable parameters θ, detached, by name."""
     checks.model("model", model, trainable=True)
@@ -87,11 +76,11 @@ LossFunction = Callable[[Direction], torch.Tensor]
 
 
 def batch_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tuple[LossFunction, float]]:
-    """[(θ ↦ mean cross-entropy on batch b, n_b/N)] over batches of :func:`batch_size` samples on the model's
-    device: L = Σ_b (n_b/N)·L_b, and so are its gradient and Hessian-vector products, computed one batch at
-    a time to bound memory. Validates (x, y) against the model."""
+    """[(θ ↦ mean cross-entropy on batch b, n_b/N)] over batches of :func:`config.batch`'s ``weights``
+    samples on the model's device: L = Σ_b (n_b/N)·L_b, and so are its gradient and Hessian-vector products,
+    computed one batch at a time to bound memory. Validates (x, y) against the model."""
     check_data(model, x, y)
-    f, dev, size = stateless(model), checks.model_device(model), batch_size()
+    f, dev, size = stateless(model), checks.model_device(model), config.batch("weights")
 
     def cross_entropy(xb: torch.Tensor, yb: torch.Tensor) -> Callable[[Direction], torch.Tensor]:
         return lambda params: F.cross_entropy(f(params, xb), yb)
@@ -125,8 +114,9 @@ def gradient_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Cal
     return gradient_at
 
 
+@config.full_precision()
 def gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Direction:
-    """∇_θ L on all of (x, y), accumulated over batches of :func:`batch_size`."""
+    """∇_θ L on all of (x, y), accumulated over batches of :func:`config.batch`'s ``weights`` samples."""
     return gradient_function(model, x, y)(parameters_of(model))
 
 
@@ -148,7 +138,7 @@ def minibatch_gradients(
     def batch_grad(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         return flatten(grad(lambda p: F.cross_entropy(f(p, xs), ys))(theta))
 
-    return vmap(batch_grad, chunk_size=4)(xb, yb)  # four minibatches' activations at a time
+    return vmap(batch_grad, chunk_size=config.batch("probes"))(xb, yb)  # a few minibatches' activations at a time
 
 
 def random_direction(
@@ -240,6 +230,7 @@ def perturbed(model: nn.Module, direction: Direction, scale: float) -> Iterator[
                 params[n].copy_(t)
 
 
+@config.full_precision()
 def loss_surface(
     model: nn.Module,
     x: torch.Tensor,
@@ -247,11 +238,12 @@ def loss_surface(
     directions: list[Direction],
     coords: torch.Tensor,
     *,
-    chunk: int = 16,
+    chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and accuracy at θ + Σⱼ c_kj·dⱼ for every row k of ``coords`` (shape (K, J), J = number of
     directions): a 1-D slice for J = 1, a 2-D plane for J = 2, or K independent draws for coords = s·I.
-    ``chunk`` grid points are evaluated at once with ``vmap`` over stacked parameters."""
+    ``chunk`` grid points (default: :func:`config.batch`'s ``surface``) are evaluated at once with ``vmap`` over
+    stacked parameters."""
     if not isinstance(directions, (list, tuple)) or not directions:
         raise ValueError("directions must be a non-empty list of directions")
     for i, d in enumerate(directions):
@@ -260,12 +252,12 @@ def loss_surface(
     if coords.dim() != 2 or coords.shape[1] != len(directions):
         raise ValueError(f"coords must be shaped (K, {len(directions)}) for {len(directions)} directions, "
                          f"got {tuple(coords.shape)}")
-    chunk = checks.integer("chunk", chunk)
+    chunk = config.batch("surface") if chunk is None else checks.integer("chunk", chunk)
     check_data(model, x, y)
     theta, f, dev = parameters_of(model), stateless(model), checks.model_device(model)
     x, y = x.to(dev), y.to(dev)
     basis = torch.stack([flatten(d).to(dev) for d in directions])  # (J, P)
-    size = batch_size()
+    size = config.batch("weights")
 
     def evaluate(params: Direction) -> tuple[torch.Tensor, torch.Tensor]:
         loss, correct = 0.0, 0.0
