@@ -5,6 +5,8 @@
 - :func:`flip_curves` (chapters 2 and 6): prediction-flip rate against the budget, attacks against noise.
 - :func:`rounding_analysis` (chapter 4): rounding the weights as a perturbation, predicted from the
   curvature and measured.
+- :func:`budget_grid`, :func:`slice_grid`, :func:`rounding_grid`: the precomputed results the interactive
+  explorers of chapters 2–4 redraw (:mod:`utils.explorers`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from tqdm.auto import tqdm
 from . import checks, config, curvature, rounding, weights
 from .attacks import fgsm, flip_rate, pgd
 from .data import Dataset, embed
-from .geometry import flat_boundary_ratio, margin_gradient, normal_and_random_radii
+from .geometry import flat_boundary_ratio, logit_margin, margin_gradient, normal_and_random_radii
 from .models import MLP
-from .noise import KINDS, NORMS, random_flip_fraction
-from .quant import QuantSpec, as_spec, check_layers
-from .train import evaluate, fit, predict
+from .noise import KINDS, NORMS, random_flip_fraction, random_perturbation
+from .quant import QuantSpec, as_spec, check_layers, quantize_weights
+from .train import evaluate, fit, logits, mean_loss, predict
 
 FLIP_METHODS = ("fgsm", "pgd", "sphere", "gaussian", "sign")  # flip_curves' default: two attacks, three noises
 
@@ -42,8 +44,9 @@ def dimension_sweep(
     points the minimal radius r_min (along the descent direction of the margin), the ratio r_random/r_min
     over ``n_directions`` random lines (median, and the flat-boundary prediction
     :func:`geometry.flat_boundary_ratio`), and the flip rates of steps of length ``eps`` along the descent
-    direction and along random directions. Points whose r_min is not found (inf) are left out. Keywords go
-    to :func:`geometry.distance_along`."""
+    direction and along random directions; ``ratios`` holds every r_random/r_min (inf where a line met no
+    boundary). Points whose r_min
+    is not found (inf) are left out. Keywords go to :func:`geometry.distance_along`."""
     if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not dims:
         raise ValueError(f"dims must be a non-empty list of integers >= 2, got {dims!r}")
     dims = [checks.integer(f"dims[{i}]", d, minimum=2) for i, d in enumerate(dims)]
@@ -72,6 +75,7 @@ def dimension_sweep(
             "flip_rate_normal": (predict(model, x + eps * unit_normal) != predict(model, x)).float().mean().item(),
             "flip_rate_random": random_flip_fraction(model, x, eps, n_directions, generator=gen).mean().item(),
             "points_used": int(ok.sum()),
+            "ratios": (r_random[ok] / r_min[ok, None]).flatten().cpu().numpy(),
         })
     return rows
 
@@ -173,3 +177,76 @@ def adversarial_halving_size(
         mid = (low * high) ** 0.5
         low, high = (low, mid) if halves(mid) else (mid, high)
     return high
+
+
+def budget_grid(
+    model: nn.Module, images: torch.Tensor, eps_values: dict[str, Sequence[float]], *,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """For a few ``images`` (in [0, 1]) and each norm and budget of ``eps_values`` ({"l2": [...], "linf":
+    [...]}): the images with random noise (uniform on the sphere) and with 20-step PGD of that budget, and
+    every version's prediction and logit margin — what :func:`explorers.budget` shows."""
+    checks.batch(images, unit_box=True)
+    grid = {"x": images.cpu(), "pred": predict(model, images).cpu(),
+            "margin": logit_margin(logits(model, images)).cpu()}
+    for norm, values in eps_values.items():
+        checks.one_of("norm", norm, NORMS)
+        for i, eps in enumerate(values):
+            eps = checks.positive(f"eps_values[{norm!r}][{i}]", eps)
+            noisy = images + random_perturbation(images, eps, norm=norm, generator=generator)
+            attacked = pgd(model, images, None, eps, norm=norm, generator=generator)
+            for name, z in (("noise", logits(model, noisy)), ("pgd", logits(model, attacked))):
+                grid[norm, i, name] = ((noisy if name == "noise" else attacked).cpu(), z.argmax(1).cpu(),
+                                       logit_margin(z).cpu())
+    return grid
+
+
+def slice_grid(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, directions: dict[str, weights.Direction], *,
+    n_points: int = 60,
+) -> dict:
+    """Loss along θ + α·d for each named direction d, on a grid of α dense near 0 (±geometric from 10⁻³ to 1,
+    and 0), with the second-order prediction L(θ) + α·gᵀd + ½α²·dᵀHd — what :func:`explorers.weight_slice`
+    shows."""
+    n_points = checks.integer("n_points", n_points, minimum=2)
+    side = torch.logspace(-3, 0, n_points)
+    alphas = torch.cat([-side.flip(0), torch.zeros(1), side])
+    g = weights.gradient(model, x, y)
+    out = {"alpha": alphas.numpy()}
+    for name, d in directions.items():
+        loss = weights.loss_surface(model, x, y, [d], alphas[:, None])[0].numpy()
+        first, second = curvature.quadratic_terms(model, x, y, d, grad_at_theta=g)
+        base = loss[n_points]
+        out[name] = (loss, base + alphas.numpy() * first + alphas.numpy() ** 2 * second)
+    return out
+
+
+def rounding_grid(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, fit: tuple[torch.Tensor, torch.Tensor], layer: str, *,
+    diag_h: weights.Direction, bits: Sequence[int] = (8, 7, 6, 5, 4, 3, 2), generator: torch.Generator | None = None,
+) -> dict:
+    """For every bit-width, per-channel or per-tensor grid, and rounding (``nearest``, ``stochastic``,
+    ``random up/down``, ``adversarial`` fit on ``fit``): the weight tensor ``layer`` before and after, its grid
+    step, and the whole network's accuracy and loss change on (x, y) with the curvature's prediction
+    Σᵢ E[eᵢ²]·Hᵢᵢ/2 (E[e²] = Δ²/12, Δ²/6, Δ²/3 for the three random roundings; none for the adversary) —
+    what :func:`explorers.rounding` shows."""
+    layer = check_layers(model, [layer])[0]
+    base_loss, grid = mean_loss(model, x, y), {}
+    variance = {"nearest": 1 / 12, "stochastic": 1 / 6, "random up/down": 1 / 3, "adversarial": None}
+    for b in bits:
+        for per_channel in (True, False):
+            spec = QuantSpec(checks.integer("bits", b, minimum=2, maximum=8), per_channel=per_channel)
+            steps = rounding.step_sizes(model, spec)
+            for kind, var in variance.items():
+                if kind in ("nearest", "stochastic"):
+                    q = quantize_weights(model, spec.but(rounding=kind), generator=generator)
+                elif kind == "random up/down":
+                    q = rounding.random_rounding(model, spec, generator=generator)
+                else:
+                    q = rounding.adversarial_rounding(model, *fit, spec)
+                predicted = None if var is None else 12 * var * rounding.predicted_increase(diag_h, steps)
+                grid[b, per_channel, kind] = {
+                    "w": weights.parameters_of(model)[layer].cpu(), "q": weights.parameters_of(q)[layer].cpu(),
+                    "step": steps[layer].cpu(), "accuracy": evaluate(q, x, y), "predicted": predicted,
+                    "loss change": mean_loss(q, x, y) - base_loss}
+    return grid
