@@ -16,7 +16,8 @@ The import graph is one-way, from the foundations up:
 - ``records`` (reading claim records back, across seeds), ``reproducibility`` (claims across seeds and
   the margins of their limits), ``evidence`` (the synthesis's verdicts, computed
   from the records), ``experiments`` (drivers of multi-step
-  measurements), ``setups`` (which models each chapter studies, and each chapter's first step).
+  measurements), ``explorers`` (interactive figures with static counterparts), ``setups`` (which models
+  each chapter studies, and each chapter's first step).
 """
 
 from . import (
@@ -32,6 +33,7 @@ from . import (
     deploy,
     evidence,
     experiments,
+    explorers,
     geometry,
     models,
     noise,
@@ -49,7 +51,7 @@ from . import (
 
 __all__ = [
     "attacks", "bitflips", "checkpoints", "checks", "claims", "config", "curvature", "data", "datafiles", "deploy",
-    "evidence", "experiments", "geometry", "models", "noise", "plotting", "qat", "quant", "records", "reproducibility",
-    "rounding", "setups", "stats", "train", "weights",
+    "evidence", "experiments", "explorers", "geometry", "models", "noise", "plotting", "qat", "quant", "records",
+    "reproducibility", "rounding", "setups", "stats", "train", "weights",
 ]
 __version__ = "0.2.0"
