@@ -3,11 +3,10 @@ warnings as errors and shows each chapter's figures and math."""
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from book_build import build_book, toc_docnames
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -39,14 +38,14 @@ def test_colab_setup_cell_clones_the_configured_repository(path):
     assert f"git clone -q {repository_url()} " in "".join(first_code["source"])
 
 
-def test_book_builds_with_warnings_as_errors(tmp_path):
-    jb = Path(sys.executable).with_name("jupyter-book")
-    result = subprocess.run(
-        [str(jb), "build", "--warningiserror", "--keep-going", "--path-output", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    html = tmp_path / "_build" / "html"
+@pytest.fixture(scope="session")
+def book(tmp_path_factory):
+    return build_book(tmp_path_factory)
+
+
+def test_book_builds_with_warnings_as_errors(book):
+    assert book.returncode == 0, book.log[-6000:]
+    html = book.html
     for path in CHAPTERS:
         page = (html / "chapters" / f"{path.stem}.html").read_text()
         assert page.count("<img") >= 2, f"{path.stem} renders without its figures"
@@ -56,3 +55,32 @@ def test_book_builds_with_warnings_as_errors(tmp_path):
     intro = (html / "book" / "intro.html").read_text()
     assert "Fawzi" in (html / "book" / "references.html").read_text() and "H7" in intro
     assert "colab.research.google.com" in (html / "chapters" / f"{CHAPTERS[0].stem}.html").read_text()
+
+
+def test_book_reads_offline(book):
+    """Everything a page loads is served with the book (the browser test checks it in a browser, with the
+    network blocked): MathJax included, no script or style sheet from a CDN, no widget state."""
+    assert (book.html / "_static" / "mathjax" / "tex-svg-full.js").is_file(), "MathJax is not served with the book"
+    for docname in toc_docnames():
+        page = book.page(docname).read_text()
+        remote = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]+)"', page)
+        assert not remote, f"{docname} loads {remote} from the network"
+        assert "_static/mathjax/tex-svg-full.js" in page or "math notranslate" not in page, docname
+        assert "application/vnd.jupyter.widget" not in page, f"{docname} keeps Jupyter widget output or state"
+        assert page.count("THEBE_JS_URL") <= 1, docname
+
+
+def test_reference_list_is_labelled_as_the_text_cites(book):
+    """The list's labels are the in-text citations ("Bengio et al., 2013"), without BibTeX markup."""
+    page = book.page("book/references").read_text()
+    labels = dict(re.findall(
+        r'<div class="citation" id="([^"]+)"[^>]*>\s*<span class="label"><span class="fn-bracket">\[</span>(.*?)<', page
+    ))
+    assert labels, "the reference list is empty"
+    bad = [label for label in labels.values() if not re.fullmatch(r"[^\W\d][^,]*, (\d{4}|n\.d\.)[a-z]?", label)]
+    assert not bad, f"reference labels that are not 'author, year': {bad}"
+    for docname in toc_docnames():
+        text = book.page(docname).read_text()
+        for anchor, cited in re.findall(r'href="[^"]*references\.html#([^"]+)"[^>]*>(.*?)</a>', text):
+            assert re.sub(r"<[^>]+>", "", cited) == labels.get(anchor), (docname, cited, labels.get(anchor))
+    assert "{\\" not in page, "BibTeX markup left in the reference list"
