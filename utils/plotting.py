@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import matplotlib as mpl
@@ -84,7 +85,9 @@ def table(frame: pd.DataFrame, *, digits: int = 3, percent: Sequence[str] = (), 
     """A DataFrame styled for reading: numbers to ``digits`` significant digits, the ``percent`` columns as
     percentages, NaN shown as an empty cell, and optionally no index column."""
     formats = {c: (lambda v: "" if pd.isna(v) else f"{v:.1%}") for c in percent}
-    style = frame.style.format(lambda v: v if not isinstance(v, float) else ("" if np.isnan(v) else f"{v:.{digits}g}"))
+    uuid = hashlib.sha256(frame.to_csv().encode()).hexdigest()[:8]  # stable HTML ids: outputs do not change
+    style = frame.style.set_uuid(uuid).format(
+        lambda v: v if not isinstance(v, float) else ("" if np.isnan(v) else f"{v:.{digits}g}"))
     style = style.format(formats, subset=[c for c in percent if c in frame.columns])
     if not index:
         style = style.hide(axis="index")
