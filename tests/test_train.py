@@ -45,6 +45,15 @@ def test_predict_and_evaluate_agree_with_the_model():
     assert train.evaluate(model, ds.x_test, ds.y_test) == pytest.approx((expected == ds.y_test).float().mean().item())
 
 
+def test_logits_keep_double_precision_and_widen_half_precision():
+    ds = load_dataset("digits")
+    model, x = build_model("mlp", ds).eval(), ds.x_test[:5]
+    with torch.no_grad():
+        exact = model.double()(x.double())
+        assert torch.equal(train.logits(model, x.double()), exact)  # not rounded to single precision
+        assert train.logits(model.bfloat16(), x.bfloat16()).dtype == torch.float32
+
+
 def test_augmentation_shifts_and_flips_images_without_changing_their_size():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     out = train.augment_crop_flip(x, torch.Generator().manual_seed(0), pad=2)

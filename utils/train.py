@@ -28,14 +28,16 @@ CACHE_FORMAT = 2  # bump when the training code changes what a recipe produces
 @torch.no_grad()
 def logits(model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
     """Model outputs z = f(x) in eval mode, computed in batches (default: :func:`config.batch`'s
-    ``inference``) on the model's device, returned on x's."""
+    ``inference``) on the model's device, returned on x's in at least single precision (half-precision
+    outputs are widened; a double-precision model keeps its precision)."""
     checks.model("model", model)
     checks.batch(x)
     batch_size = config.batch("inference") if batch_size is None else checks.integer("batch_size", batch_size)
     dev = checks.model_device(model)
     checks.accepts(model, x)
     with checks.eval_mode(model):
-        return torch.cat([model(xb.to(dev)).float().to(x.device) for xb in x.split(batch_size)])
+        z = torch.cat([model(xb.to(dev)) for xb in x.split(batch_size)])
+        return z.to(x.device, torch.promote_types(z.dtype, torch.float32))
 
 
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
