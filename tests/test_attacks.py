@@ -112,6 +112,20 @@ def test_pgd_stays_in_the_ball_and_box_and_beats_fgsm_and_a_peer(digits_mlp, nor
     assert ours >= peer - 0.015
 
 
+def test_project_is_the_nearest_point_of_the_ball_inside_the_box():
+    gen = torch.Generator().manual_seed(0)
+    x0 = 0.25 + 0.5 * torch.rand(20, 1, 4, 4, generator=gen)
+    x = x0 + torch.randn(20, 1, 4, 4, generator=gen)
+    delta = x - x0
+    l2 = (x0 + delta * (0.3 / delta.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)).clamp(0, 1)
+    torch.testing.assert_close(attacks.project(x0, x, 0.3), l2)
+    torch.testing.assert_close(attacks.project(x0, x, 0.1, norm="linf"), (x0 + delta.clamp(-0.1, 0.1)).clamp(0, 1))
+    inside = x0 + 0.01 * delta / delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(attacks.project(x0, inside, 0.3), inside)  # points in the ball stay
+    per_image = torch.linspace(0.05, 0.5, 20)
+    assert (attacks.project(x0, x, per_image) - x0).flatten(1).norm(dim=1).le(per_image + 1e-6).all()
+
+
 def test_fgsm_takes_a_full_step_along_the_gradient_sign():
     model, x = half_plane(3), torch.full((4, 3), 0.25)
     adv = attacks.fgsm(model, x, None, 0.1)

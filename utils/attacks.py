@@ -75,6 +75,18 @@ def _project_ball(x0: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: st
     return (x0 + delta).clamp(0.0, 1.0)
 
 
+def project(x0: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor, *, norm: str = "l2") -> torch.Tensor:
+    """The projection every PGD step ends with: the nearest point to x in the ball ‖x' − x0‖ ≤ ε (L2: δ scaled
+    by min(1, ε/‖δ‖₂); L∞: each δᵢ clamped to [−ε, ε]), then clipped to the image box [0, 1]. ``eps`` is a
+    number or one value per sample."""
+    checks.one_of("norm", norm, NORMS)
+    checks.batch(x0)
+    checks.tensor("x", x)
+    if x.shape != x0.shape:
+        raise ValueError(f"x must be shaped like x0 {tuple(x0.shape)}, got {tuple(x.shape)}")
+    return _project_ball(x0, x, per_sample(eps, x0), norm)
+
+
 def fgsm(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float | torch.Tensor, *, norm: str = "linf"
 ) -> torch.Tensor:
