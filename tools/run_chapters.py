@@ -4,9 +4,10 @@
     python tools/run_chapters.py --seed 3 --discard   # a replication: only the claim records are kept
     python tools/run_chapters.py chapters/02_*.ipynb  # some chapters
 
-Progress bars are switched off while executing (TQDM_DISABLE=1), so committed outputs hold no widget
-state. With ``--seed`` the run sets ``BOOK_SEED`` for the kernels; claim records go to
-``data/claims/<scale>/seed-<seed>/`` as usual (or to ``--claims-dir``).
+Progress bars are switched off while executing (TQDM_DISABLE=1), and widget state and widget views are
+dropped from the written notebooks (each explorer's output keeps its static figure). With ``--seed`` the
+run sets ``BOOK_SEED`` for the kernels; claim records go to ``data/claims/<scale>/seed-<seed>/`` as usual
+(or to ``--claims-dir``).
 """
 
 from __future__ import annotations
@@ -21,20 +22,31 @@ import nbclient
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def execute(path: Path, *, write: bool, timeout: int) -> float:
     """Run one notebook in a fresh kernel (working directory: its folder); returns the seconds it took."""
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
+    # nbclient needs the widget state while it runs (an explorer draws into an Output widget); none is kept
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
     if write:
-        nb.metadata.pop("widgets", None)
+        without_widgets(nb)
         nbformat.write(nb, path)
     return seconds
+
+
+def without_widgets(nb: nbformat.NotebookNode) -> None:
+    """Drop widget state and widget views: a committed notebook shows each explorer's static figure, which
+    its output carries too, until the reader runs the cell."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
 
 
 def main() -> int:
