@@ -2,13 +2,14 @@
 # requirements.txt (which includes the book's own `utils` package), then does its job.
 #   make book   build the HTML book into _build/html
 #   make test   lint, unit tests, notebook re-execution (nbval) and the book build check
+#   make assignments   the course assignments (otter-grader) into assignments/dist/
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test clean
+.PHONY: book test assignments clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+assignments: $(STAMP)
+	$(BIN)/python assignments/build.py
 
 clean:
 	rm -rf _build
