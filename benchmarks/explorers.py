@@ -17,12 +17,13 @@ from utils import config, curvature, data, experiments, explorers, setups, weigh
 
 
 def redraws(explorer: explorers.Explorer, moves: dict) -> list[float]:
-    """Seconds per redraw while every control steps through ``moves``."""
+    """Seconds per redraw (drawing the figure and encoding the PNG the widget shows) while every control
+    steps through ``moves``."""
     explorer.widget()
     times = []
     for name, values in moves.items():
         for value in values:
-            explorer.controls[name].value = value
+            explorer.controls[name].value = value  # the widget redraws, as it does when a reader moves it
             times.append(explorer.update())
     return times
 

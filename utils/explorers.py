@@ -23,14 +23,22 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from scipy import stats
 
 from . import checks, plotting
 
+DPI = 100  # of the live frames and the static figures
+
 
 class Explorer:
     """A figure of ``panels`` subplots redrawn by ``draw(axes, **values)`` whenever one of ``controls`` (a
-    dict name → ipywidget) changes, and a static counterpart drawn by ``static()`` (a new figure)."""
+    dict name → ipywidget) changes, and a static counterpart drawn by ``static()`` (a new figure).
+
+    The live figure is one :class:`matplotlib.figure.Figure`, outside pyplot (so Jupyter never shows it on its
+    own): each frame clears its axes, redraws them and encodes them once as PNG into an image widget. Its
+    layout is found for the first frame and then kept, so a frame costs one rendering and no layout search."""
 
     def __init__(self, controls: dict, draw: Callable[..., None], static: Callable[[], plt.Figure], *,
                  panels: int = 2, size: tuple[float, float] = (4.6, 3.4)) -> None:
@@ -39,29 +47,32 @@ class Explorer:
         self.controls, self._draw, self._static = controls, draw, static
         self.panels = checks.integer("panels", panels)
         self.size = size
-        self._widget = None
+        self._widget = self._image = self._figure = self._axes = None
 
     def values(self) -> dict:
         """The controls' current values."""
         return {name: c.value for name, c in self.controls.items()}
 
-    def render(self, **values) -> plt.Figure:
-        """The figure for the given control values (the current ones where not given)."""
-        fig, axes = plt.subplots(1, self.panels, figsize=(self.size[0] * self.panels, self.size[1]),
-                                 squeeze=False, layout="constrained")
-        self._draw(axes[0], **{**self.values(), **values})
-        return fig
+    def frame(self) -> bytes:
+        """The live figure for the controls' current values, as PNG bytes."""
+        first = self._figure is None
+        if first:
+            self._figure = Figure(figsize=(self.size[0] * self.panels, self.size[1]), dpi=DPI, layout="constrained")
+            self._axes = self._figure.subplots(1, self.panels, squeeze=False)[0]
+        for ax in self._axes:
+            ax.clear()
+        self._draw(self._axes, **self.values())
+        if first:
+            self._figure.draw_without_rendering()  # lay the panels out once, then keep that layout
+            self._figure.set_layout_engine("none")
+        buffer = io.BytesIO()
+        FigureCanvasAgg(self._figure).print_png(buffer)  # one rendering, at the figure's own dpi
+        return buffer.getvalue()
 
     def update(self) -> float:
         """Redraw the live figure for the controls' current values; returns the seconds it took."""
-        from IPython.display import clear_output, display
-
         start = time.perf_counter()
-        with self._output:
-            clear_output(wait=True)
-            fig = self.render()
-            display(fig)
-            plt.close(fig)
+        self._image.value = self.frame()
         return time.perf_counter() - start
 
     def widget(self):
@@ -69,10 +80,10 @@ class Explorer:
         import ipywidgets as widgets
 
         if self._widget is None:
-            self._output = widgets.Output()
+            self._image = widgets.Image(format="png")
             for c in self.controls.values():
                 c.observe(lambda _: self.update(), names="value")
-            self._widget = widgets.VBox([widgets.HBox(list(self.controls.values())), self._output])
+            self._widget = widgets.VBox([widgets.HBox(list(self.controls.values())), self._image])
             self.update()
         return self._widget
 
@@ -80,7 +91,7 @@ class Explorer:
         """The static counterpart as PNG bytes."""
         fig = self._static()
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
         plt.close(fig)
         return buffer.getvalue()
 
@@ -127,7 +138,7 @@ def dimension(sweep: pd.DataFrame, eps: float) -> Explorer:
     def histogram(ax: plt.Axes, d: int) -> None:
         ratios = rows[d]["ratios"]
         ratios = np.log10(ratios[np.isfinite(ratios)])  # lines that never met a boundary are left out
-        ax.hist(ratios, bins=40, density=True, alpha=0.6, label="measured")
+        ax.hist(ratios, bins=40, density=True, alpha=0.6, label="measured", histtype="stepfilled")
         grid = np.linspace(0, max(ratios.max(), 0.5), 200)  # log10 ratio; the law of 1/|cos θ|, cos²θ ~ Beta
         b = 10 ** (-2 * grid)
         ax.plot(grid, stats.beta.pdf(b, 0.5, (d - 1) / 2) * 2 * np.log(10) * b, "k--", label="flat boundary")
@@ -232,7 +243,7 @@ def rounding(grid: dict, layer: str) -> Explorer:
     def error(ax: plt.Axes, b: int, scales: str = "per channel", kind: str = "nearest") -> None:
         g = grid[b, scales == "per channel", kind]
         e = ((g["q"] - g["w"]) / g["step"]).flatten().numpy()
-        ax.hist(e, bins=41, range=(-1.1, 1.1), density=True, alpha=0.7)
+        ax.hist(e, bins=41, range=(-1.1, 1.1), density=True, alpha=0.7, histtype="stepfilled")
         ax.plot([-0.5, -0.5, 0.5, 0.5], [0, 1, 1, 0], "k--", lw=1, label=r"$U(-\frac{1}{2}, \frac{1}{2})$")
         ax.set(xlabel="rounding error / Δ", ylabel="density", title=f"{b} bits: accuracy {g['accuracy']:.1%}")
         ax.legend(fontsize="small")
@@ -240,9 +251,9 @@ def rounding(grid: dict, layer: str) -> Explorer:
     def draw(axes, bits: int, scales: str, kind: str) -> None:
         g = grid[bits, scales == "per channel", kind]
         w, step = g["w"][0].flatten().numpy(), g["step"][0].flatten()[0].item()
-        axes[0].hist(w, bins=60, color="lightgrey")
-        for level in np.arange(np.floor(w.min() / step), np.ceil(w.max() / step) + 1):
-            axes[0].axvline(level * step, color="k", lw=0.5, alpha=0.5)
+        axes[0].hist(w, bins=60, color="lightgrey", histtype="stepfilled")
+        levels = np.arange(np.floor(w.min() / step), np.ceil(w.max() / step) + 1) * step
+        axes[0].vlines(levels, 0, 1, transform=axes[0].get_xaxis_transform(), color="k", lw=0.5, alpha=0.5)
         axes[0].set(xlabel="weight value (first output channel)", ylabel="count", title=f"{layer}: the grid")
         error(axes[1], bits, scales, kind)
         bars = {"measured": g["loss change"], "predicted": g["predicted"] or 0.0}
