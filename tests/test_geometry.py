@@ -44,7 +44,7 @@ def test_distance_along_rejects_bad_shapes_and_zero_directions():
     model, x = half_plane(), torch.zeros(2, 2)
     with pytest.raises(ValueError, match="directions must be shaped like x"):
         geometry.distance_along(model, x, torch.ones(3, 2))
-    with pytest.raises(ValueError, match="every direction must be non-zero"):
+    with pytest.raises(ValueError, match="directions must be non-zero vectors"):
         geometry.distance_along(model, x, torch.zeros(2, 2))
     with pytest.raises(ValueError, match="max_radius must be a finite number in \\(0.0, inf\\)"):
         geometry.distance_along(model, x, torch.ones(2, 2), max_radius=-1)
@@ -108,7 +108,7 @@ def test_plot_decision_boundary_labels_its_axes():
     ds = load_dataset("moons", n_samples=100)
     ax = geometry.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="margin", resolution=20)
     assert ax.get_xlabel() and ax.get_ylabel()
-    with pytest.raises(ValueError, match="needs 2-D inputs"):
+    with pytest.raises(ValueError, match="x must hold 2-D points"):
         geometry.plot_decision_boundary(half_plane(), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="shade must be"):
         geometry.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="loss")

@@ -11,7 +11,7 @@ def test_power_law_fit_recovers_an_exact_law():
 
 
 def test_power_law_fit_rejects_non_positive_values():
-    with pytest.raises(ValueError, match="finite, positive"):
+    with pytest.raises(ValueError, match="must be finite and positive"):
         stats.power_law_fit([1, 2], [0, 1])
     with pytest.raises(ValueError, match="equal length"):
         stats.power_law_fit([1, 2, 3], [1, 2])
