@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 SMOKE_SIZES = {  # per chapter: the full scale's sizes cut down to a few seconds each on the CPU
-    "01": dict(dims=[2, 4, 8], n_points=16, n_directions=4),
+    "01": dict(dims=[2, 16, 32], n_points=16, n_directions=4),  # two dimensions of at least 16 for the tail fit
     "02": dict(n_eval=48, n_geometry=12, n_draws=2, n_lines=4, n_rare=8),
     "03": dict(n_eval=48, n_draws=2, n_probes=2, widths=[16, 32], width_seeds=1, flips=[0, 1, 2], n_flip_fit=32,
                n_pairs=2),
