@@ -262,6 +262,6 @@ def rounding(grid: dict, layer: str) -> Explorer:
                                                                         " (no prediction for the adversary)"))
 
     shown = [b for b in (8, 6, 4, 3, 2) if b in bits]
-    return Explorer(controls, draw, lambda: small_multiples(shown, error, ncols=len(shown),
+    return Explorer(controls, draw, lambda: small_multiples(shown, error, ncols=3,
                                                             title=f"{layer}: round-to-nearest error, per channel"),
                     panels=3, size=(3.8, 3.2))
