@@ -49,3 +49,19 @@ def isolated_root(tmp_path, monkeypatch):
     torch.manual_seed(0)
     yield tmp_path
     config.use("small", 0)
+
+
+@pytest.fixture(scope="session")
+def digits_mlp():
+    """A one-hidden-layer MLP (32 units) trained for 10 epochs on the digits at seed 0, in eval mode, and its
+    data set; shared by the weight-space tests, which must leave it as they found it."""
+    from utils import train
+    from utils.data import load_dataset
+    from utils.models import build_model
+
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", data, hidden=(32,))
+    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu",
+              generator=torch.Generator().manual_seed(0))
+    return model.eval(), data

@@ -1,19 +1,7 @@
 import pytest
-import torch
 
-from utils import config, experiments, records, setups, train
+from utils import config, experiments, records, setups
 from utils.data import load_dataset
-from utils.models import build_model
-
-
-@pytest.fixture(scope="module")
-def digits_mlp():
-    data = load_dataset("digits", seed=0)
-    torch.manual_seed(0)
-    model = build_model("mlp", data, hidden=(32,))
-    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu",
-              generator=torch.Generator().manual_seed(0))
-    return model.eval(), data.x_test
 
 
 def test_dimension_sweep_reports_a_growing_ratio():
@@ -28,7 +16,8 @@ def test_dimension_sweep_reports_a_growing_ratio():
 
 
 def test_flip_curves_rows(digits_mlp):
-    model, x = digits_mlp
+    model, data = digits_mlp
+    x = data.x_test
     rows = experiments.flip_curves(model, x[:100], [0.0, 0.2], norm="linf", n_draws=2, progress=False)
     assert [(r["method"], r["eps"]) for r in rows[:5]] == [(m, 0.0) for m in experiments.FLIP_METHODS]
     assert all(r["flip_rate"] == 0 for r in rows[:5])

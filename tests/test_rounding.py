@@ -3,18 +3,7 @@ import torch
 
 from tests.test_weights import exact_hessian, tiny_problem
 from utils import curvature, deploy, experiments, quant, rounding, train, weights
-from utils.data import load_dataset
-from utils.models import SmallCNN, build_model
-
-
-@pytest.fixture(scope="module")
-def digits_mlp():
-    data = load_dataset("digits", seed=0)
-    torch.manual_seed(0)
-    model = build_model("mlp", data, hidden=(32,))
-    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu",
-              generator=torch.Generator().manual_seed(0))
-    return model.eval(), data
+from utils.models import SmallCNN
 
 
 def on_grid_within_one_step(model, other, bits=4):

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from utils import bitflips, config, curvature, quant, train, weights
-from utils.data import load_dataset
-from utils.models import MLP, SmallCNN, build_model
+from utils.models import MLP, SmallCNN
 
 
 def tiny_problem(seed: int = 0):
@@ -27,16 +26,6 @@ def exact_hessian(model, x, y) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(z, y)
 
     return torch.autograd.functional.hessian(loss, weights.flatten(theta))
-
-
-@pytest.fixture(scope="module")
-def digits_mlp():
-    data = load_dataset("digits", seed=0)
-    torch.manual_seed(0)
-    model = build_model("mlp", data, hidden=(32,))
-    train.fit(model, data, epochs=10, lr=3e-3, batch_size=64, progress=False, device="cpu",
-              generator=torch.Generator().manual_seed(0))
-    return model.eval(), data.x_test, data.y_test
 
 
 def test_hvp_trace_and_eigenvalues_match_the_exact_hessian():
@@ -81,7 +70,8 @@ def test_direction_normalizations():
 
 
 def test_adversarial_direction_hurts_more_than_random_of_equal_norm(digits_mlp):
-    model, x, y = digits_mlp
+    model, data = digits_mlp
+    x, y = data.x_test, data.y_test
     adv = weights.adversarial_direction(model, x, y, eps=0.2, relative=True)
     rnd = weights.random_direction(model, normalization="layer", generator=torch.Generator().manual_seed(0))
     for name, t in adv.items():
@@ -97,7 +87,8 @@ def test_adversarial_direction_hurts_more_than_random_of_equal_norm(digits_mlp):
 
 
 def test_loss_surface_matches_perturbed_evaluation(digits_mlp):
-    model, x, y = digits_mlp
+    model, data = digits_mlp
+    x, y = data.x_test, data.y_test
     d1, d2 = (weights.random_direction(model, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
     coords = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.1]])
     loss, acc = weights.loss_surface(model, x, y, [d1, d2], coords, chunk=2)
@@ -120,7 +111,8 @@ def count_flipped_bits(model, flipped_model) -> int:
 
 
 def test_bit_flips_flip_exactly_the_number_of_bits_asked(digits_mlp):
-    model, x, y = digits_mlp
+    model, data = digits_mlp
+    x, y = data.x_test, data.y_test
     before = weights.flatten(weights.parameters_of(model)).clone()
     for n in (0, 1, 7):
         flipped = bitflips.random_bit_flips(model, n, generator=torch.Generator().manual_seed(n))
