@@ -1,8 +1,8 @@
 """A replication the thresholds were not set on: every chapter runs top to bottom at another seed — other data
 split, initial weights, training order and random draws — and every one of its claims must hold.
 
-The claims' limits were set from the records of seeds 0–4 (see the reproducibility appendix); this test uses
-seed 7 (or ``$BOOK_TEST_SEED``), outside that set, so it checks the limits as predictions. Only the claims are
+The claims' limits were set from the records of seeds 0–9 (see the reproducibility appendix); this test uses
+seed 11 (or ``$BOOK_TEST_SEED``), outside that set, so it checks the limits as predictions. Only the claims are
 checked: the executed notebooks are discarded and their records go to a temporary folder.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
-SEED = int(os.environ.get("BOOK_TEST_SEED", "7"))
+SEED = int(os.environ.get("BOOK_TEST_SEED", "11"))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Replicate the book over several seeds and summarize every claim's bound values across them.
 
-    python tools/seed_sweep.py --seeds 0 1 2 3 4            # run every chapter at each seed, then summarize
-    python tools/seed_sweep.py --seeds 0 1 2 3 4 --summary  # summarize the records already there
+    python tools/seed_sweep.py                              # run every chapter at seeds 0-9, then summarize
+    python tools/seed_sweep.py --summary                    # summarize the records already there
 
 Each seed runs chapters 1–6 in order, in fresh kernels, with BOOK_SEED set; the executed notebooks are
 discarded and the claim records go to data/claims/<scale>/seed-<seed>/ (or --claims-dir). With
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--claims-dir", type=Path, help="where the records go (BOOK_CLAIMS_DIR)")
     parser.add_argument("--record-only", action="store_true", help="record failed claims instead of stopping")
     parser.add_argument("--summary", action="store_true", help="only summarize the existing records")

@@ -4,7 +4,7 @@ A chapter calls :func:`begin_chapter` once, :func:`claim` for each statement, an
 its last cell. A claim has a stable ``id`` (the synthesis looks claims up by it) and is checked by one or
 more :class:`Bound` objects — a measured value, a limit and where the limit comes from (``theory: …``,
 ``literature: …``, ``design: …`` or ``seeds: …``, the latter for limits set outside the range observed
-over seeds 0–4) — or, for exact checks, by a plain ``bool``. A claim that holds is printed with its
+over seeds 0–9) — or, for exact checks, by a plain ``bool``. A claim that holds is printed with its
 evidence; one that does not raises :class:`ClaimFailed`. Both are written, atomically, to the chapter's
 record (:mod:`utils.records`), so that a chapter stopped by a failed claim or an error shows as such.
 
@@ -54,7 +54,7 @@ class Bound:
     """A measured ``value`` and the limit a claim puts on it: ``value op limit`` (``between``: limit is
     (low, high), both included). ``basis`` says where the limit comes from: ``"theory: …"``,
     ``"literature: …"``, ``"design: …"`` (a property the method guarantees) or ``"seeds: …"`` (outside the
-    range observed over seeds 0–4, with the reason for the margin)."""
+    range observed over seeds 0–9, with the reason for the margin)."""
 
     name: str
     value: float

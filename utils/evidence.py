@@ -62,7 +62,7 @@ def _bound(claim: dict[str, Any] | None, name: str) -> float | None:
     return None
 
 
-def judge(test: Test, *, seeds: tuple[int, ...] = (0, 1, 2, 3, 4), scale: str | None = None,
+def judge(test: Test, *, seeds: tuple[int, ...] = tuple(range(10)), scale: str | None = None,
           seed: int | None = None) -> dict[str, Any]:
     """The verdict, its limits and its deciding numbers for one hypothesis, from the records of ``scale`` and
     ``seed`` (default: the current ones) and, for the spread, of every seed in ``seeds`` that is recorded.
