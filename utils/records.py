@@ -51,13 +51,15 @@ def chapter_name(chapter: str) -> str:
 
 
 def notebook_digest(chapter: str, *, folder: str | Path = "chapters") -> str | None:
-    """SHA-256 of the code cells of ``chapters/<chapter>.ipynb`` (outputs excluded), or None if absent."""
+    """SHA-256 of the code that ``chapters/<chapter>.ipynb`` runs — its code cells' non-blank lines, trailing
+    spaces stripped — or None if absent. Outputs, blank lines and where one cell ends and the next begins do not
+    count: splitting a cell leaves its records current, changing a line does not."""
     path = config.resolve(folder) / f"{chapter_name(chapter)}.ipynb"
     if not path.is_file():
         return None
     cells = json.loads(path.read_text())["cells"]
-    code = "\n\0".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    return hashlib.sha256(code.encode()).hexdigest()
+    lines = (line.rstrip() for c in cells if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines())
+    return hashlib.sha256("\n".join(line for line in lines if line).encode()).hexdigest()
 
 
 def read_record(path: Path) -> dict[str, Any]:
