@@ -142,10 +142,11 @@ def check(name: str, out: Path, env: dict[str, str] | None = None, jobs: int = 1
                 if q not in wrong]
     variants = max((len(v) for v in wrong.values()), default=0)
     runs = {"solutions": paths["solutions"], "student": paths["student"]}
+    chosen = [{q: files[min(k, len(files) - 1)] for q, files in wrong.items()} for k in range(variants)]
     for k in range(variants):
-        chosen = [files[min(k, len(files) - 1)] for files in wrong.values()]
-        runs[f"wrong {k + 1}"] = inject(paths["solutions"], chosen, out / f"{name}-wrong-{k + 1}.ipynb")
-        runs[f"wrong {k + 1}"].with_suffix(".txt").write_text("\n".join(p.name for p in chosen))
+        runs[f"wrong {k + 1}"] = inject(paths["solutions"], list(chosen[k].values()),
+                                        out / f"{name}-wrong-{k + 1}.ipynb")
+        runs[f"wrong {k + 1}"].with_suffix(".txt").write_text("\n".join(p.name for p in chosen[k].values()))
     def timed(kind: str) -> tuple[str, dict[str, Score]]:
         start = time.perf_counter()
         scores = otter_run(paths["autograder"], runs[kind], env)
@@ -164,8 +165,8 @@ def check(name: str, out: Path, env: dict[str, str] | None = None, jobs: int = 1
             problems.append(f"{name} student notebook as handed out: {q} got {s.score} points, not 0")
     for k in range(variants):
         results = graded[f"wrong {k + 1}"]
-        for q, files in wrong.items():
-            path, s = files[min(k, len(files) - 1)], results[q]
+        for q, path in chosen[k].items():
+            s = results[q]
             if not s.public_passed:
                 problems.append(f"{name} {path.name}: fails the public tests of {q} (a wrong answer should pass them)")
             if s.hidden_failed == 0 or s.score >= s.possible:
@@ -181,7 +182,7 @@ def questions(autograder: Path) -> list[str]:
         return sorted(Path(n).stem for n in z.namelist() if n.startswith("tests/") and n.endswith(".py"))
 
 
-def grade(name: str, submissions: list[Path], autograder: Path, jobs: int = 1) -> list[dict[str, object]]:
+def grade(submissions: list[Path], autograder: Path, jobs: int = 1) -> list[dict[str, object]]:
     """Grade every submission; one row per submission: file, each question's score, total (or the error)."""
     def one(path: Path) -> dict[str, object]:
         row: dict[str, object] = {"submission": str(path)}
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     autograder = args.autograder or build.DIST / "autograder" / f"{args.name}-autograder.zip"
     if not autograder.is_file():
         parser.error(f"{autograder} not found: run `make assignments` first")
-    rows = grade(args.name, files, autograder, jobs=args.jobs)
+    rows = grade(files, autograder, jobs=args.jobs)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     for row in rows:
         print("  ".join(f"{k}={row.get(k, '')}" for k in columns))

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
-def digits_mlp():
+def small_digits_mlp():
     data = load_dataset("digits", seed=0)
     torch.manual_seed(0)
     model = models.build_model("mlp", data, hidden=(16,))
@@ -41,8 +41,8 @@ def test_dimension_explorer_draws_every_dimension():
     exercise(explorers.dimension(sweep, 0.1), {"d": [2, 8, 32]})
 
 
-def test_budget_grid_and_explorer(digits_mlp):
-    model, data = digits_mlp
+def test_budget_grid_and_explorer(small_digits_mlp):
+    model, data = small_digits_mlp
     eps = {"l2": [0.5, 2.0], "linf": [0.05, 0.2]}
     grid = experiments.budget_grid(model, data.x_test[:3], eps, generator=torch.Generator().manual_seed(0))
     x, pred, margin = grid["l2", 1, "pgd"]
@@ -53,8 +53,8 @@ def test_budget_grid_and_explorer(digits_mlp):
     exercise(explorers.budget(grid, curves, eps, "m"), {"image": [0, 2], "norm": ["linf", "l2"], "step": [0, 1]})
 
 
-def test_slice_grid_matches_the_loss_at_zero_and_the_explorer_zooms(digits_mlp):
-    model, data = digits_mlp
+def test_slice_grid_matches_the_loss_at_zero_and_the_explorer_zooms(small_digits_mlp):
+    model, data = small_digits_mlp
     d = weights.random_direction(model, generator=torch.Generator().manual_seed(0))
     grid = experiments.slice_grid(model, data.x_test, data.y_test, {"random": d}, n_points=10)
     measured, quadratic = grid["random"]
@@ -64,8 +64,8 @@ def test_slice_grid_matches_the_loss_at_zero_and_the_explorer_zooms(digits_mlp):
     exercise(explorers.weight_slice(grid, "mlp"), {"zoom": [0.01, 0.1, 1.0]})
 
 
-def test_rounding_grid_and_explorer(digits_mlp):
-    model, data = digits_mlp
+def test_rounding_grid_and_explorer(small_digits_mlp):
+    model, data = small_digits_mlp
     config.use("small")
     zero = {n: torch.zeros_like(p) for n, p in weights.parameters_of(model).items()}
     grid = experiments.rounding_grid(model, data.x_test, data.y_test, (data.x_train[:100], data.y_train[:100]),

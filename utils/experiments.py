@@ -66,16 +66,17 @@ def dimension_sweep(
         r_min, r_random = normal_and_random_radii(model, x, n_directions, generator=gen, descent=normal, **kwargs)
         ok = torch.isfinite(r_min)
         unit_normal = normal / normal.norm(dim=1, keepdim=True)
+        ratios = r_random[ok] / r_min[ok, None]
         rows.append({
             "dim": dim,
             "test_accuracy": evaluate(model, emb.x_test, emb.y_test),
             "median_r_min": r_min[ok].median().item(),
-            "median_ratio": (r_random[ok] / r_min[ok, None]).median().item(),
+            "median_ratio": ratios.median().item(),
             "flat_prediction": flat_boundary_ratio(dim),
             "flip_rate_normal": (predict(model, x + eps * unit_normal) != predict(model, x)).float().mean().item(),
             "flip_rate_random": random_flip_fraction(model, x, eps, n_directions, generator=gen).mean().item(),
             "points_used": int(ok.sum()),
-            "ratios": (r_random[ok] / r_min[ok, None]).flatten().cpu().numpy(),
+            "ratios": ratios.flatten().cpu().numpy(),
         })
     return rows
 
@@ -187,17 +188,18 @@ def budget_grid(
     [...]}): the images with random noise (uniform on the sphere) and with 20-step PGD of that budget, and
     every version's prediction and logit margin — what :func:`explorers.budget` shows."""
     checks.batch(images, unit_box=True)
-    grid = {"x": images.cpu(), "pred": predict(model, images).cpu(),
-            "margin": logit_margin(logits(model, images)).cpu()}
+    z0 = logits(model, images)
+    labels = z0.argmax(1)
+    grid = {"x": images.cpu(), "pred": labels.cpu(), "margin": logit_margin(z0).cpu()}
     for norm, values in eps_values.items():
         checks.one_of("norm", norm, NORMS)
         for i, eps in enumerate(values):
             eps = checks.positive(f"eps_values[{norm!r}][{i}]", eps)
             noisy = images + random_perturbation(images, eps, norm=norm, generator=generator)
-            attacked = pgd(model, images, None, eps, norm=norm, generator=generator)
-            for name, z in (("noise", logits(model, noisy)), ("pgd", logits(model, attacked))):
-                grid[norm, i, name] = ((noisy if name == "noise" else attacked).cpu(), z.argmax(1).cpu(),
-                                       logit_margin(z).cpu())
+            attacked = pgd(model, images, labels, eps, norm=norm, generator=generator)
+            for name, version in (("noise", noisy), ("pgd", attacked)):
+                z = logits(model, version)
+                grid[norm, i, name] = (version.cpu(), z.argmax(1).cpu(), logit_margin(z).cpu())
     return grid
 
 
@@ -231,12 +233,14 @@ def rounding_grid(
     Σᵢ E[eᵢ²]·Hᵢᵢ/2 (E[e²] = Δ²/12, Δ²/6, Δ²/3 for the three random roundings; none for the adversary) —
     what :func:`explorers.rounding` shows."""
     layer = check_layers(model, [layer])[0]
-    base_loss, grid = mean_loss(model, x, y), {}
+    bits = [checks.integer("bits", b, minimum=2, maximum=8) for b in bits]
+    base_loss, grid, w = mean_loss(model, x, y), {}, weights.parameters_of(model)[layer].cpu()
     variance = {"nearest": 1 / 12, "stochastic": 1 / 6, "random up/down": 1 / 3, "adversarial": None}
     for b in bits:
         for per_channel in (True, False):
-            spec = QuantSpec(checks.integer("bits", b, minimum=2, maximum=8), per_channel=per_channel)
+            spec = QuantSpec(b, per_channel=per_channel)
             steps = rounding.step_sizes(model, spec)
+            uniform = rounding.predicted_increase(diag_h, steps)  # for E[e²] = Δ²/12
             for kind, var in variance.items():
                 if kind in ("nearest", "stochastic"):
                     q = quantize_weights(model, spec.but(rounding=kind), generator=generator)
@@ -244,9 +248,9 @@ def rounding_grid(
                     q = rounding.random_rounding(model, spec, generator=generator)
                 else:
                     q = rounding.adversarial_rounding(model, *fit, spec)
-                predicted = None if var is None else 12 * var * rounding.predicted_increase(diag_h, steps)
                 grid[b, per_channel, kind] = {
-                    "w": weights.parameters_of(model)[layer].cpu(), "q": weights.parameters_of(q)[layer].cpu(),
-                    "step": steps[layer].cpu(), "accuracy": evaluate(q, x, y), "predicted": predicted,
+                    "w": w, "q": weights.parameters_of(q)[layer].cpu(),
+                    "step": steps[layer].cpu(), "accuracy": evaluate(q, x, y),
+                    "predicted": None if var is None else 12 * var * uniform,
                     "loss change": mean_loss(q, x, y) - base_loss}
     return grid

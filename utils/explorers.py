@@ -47,7 +47,7 @@ class Explorer:
         self.controls, self._draw, self._static = controls, draw, static
         self.panels = checks.integer("panels", panels)
         self.size = size
-        self._widget = self._image = self._figure = self._axes = None
+        self._widget = self._image = self._figure = self._canvas = self._axes = None
 
     def values(self) -> dict:
         """The controls' current values."""
@@ -59,6 +59,7 @@ class Explorer:
         if first:
             self._figure = Figure(figsize=(self.size[0] * self.panels, self.size[1]), dpi=DPI, layout="constrained")
             self._axes = self._figure.subplots(1, self.panels, squeeze=False)[0]
+            self._canvas = FigureCanvasAgg(self._figure)
         for ax in self._axes:
             ax.clear()
         self._draw(self._axes, **self.values())
@@ -66,7 +67,7 @@ class Explorer:
             self._figure.draw_without_rendering()  # lay the panels out once, then keep that layout
             self._figure.set_layout_engine("none")
         buffer = io.BytesIO()
-        FigureCanvasAgg(self._figure).print_png(buffer)  # one rendering, at the figure's own dpi
+        self._canvas.print_png(buffer)  # one rendering, at the figure's own dpi
         return buffer.getvalue()
 
     def update(self) -> float:
@@ -100,7 +101,7 @@ class Explorer:
         if hasattr(w, "_repr_mimebundle_"):  # ipywidgets 8
             bundle = dict(w._repr_mimebundle_())
         else:  # ipywidgets 7 (Colab)
-            bundle = {"text/plain": repr(w), "application/vnd.jupyter.widget-view+json": {
+            bundle = {"application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": w._model_id}}
         bundle["image/png"] = base64.b64encode(self.static_png()).decode()
         bundle["text/plain"] = "Explorer (live in Jupyter; a static figure in the rendered book)"
@@ -111,8 +112,7 @@ def small_multiples(values: list, draw_one: Callable[[plt.Axes, object], None], 
                     ncols: int = 4, size: tuple[float, float] = (3.4, 2.9)) -> plt.Figure:
     """One panel per value, drawn by ``draw_one(ax, value)``: a static counterpart of a slider."""
     nrows, ncols = -(-len(values) // ncols), min(ncols, len(values))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plotting.subplots(ncols, nrows, width=size[0], height=size[1], layout="constrained")
     for ax, value in zip(axes.flat, values, strict=False):
         draw_one(ax, value)
     for ax in list(axes.flat)[len(values):]:
@@ -191,7 +191,7 @@ def budget(grid: dict, curves: pd.DataFrame, eps_values: dict[str, list[float]],
 
     def static() -> plt.Figure:
         steps = range(0, len(eps_values["l2"]), max(1, len(eps_values["l2"]) // 4))
-        fig, axes = plt.subplots(len(steps), 3, figsize=(7.5, 2.6 * len(steps)), squeeze=False, layout="constrained")
+        fig, axes = plotting.subplots(3, len(steps), width=2.5, height=2.6, layout="constrained")
         for row, step in zip(axes, steps, strict=True):
             images(row, 0, "l2", step)
         fig.suptitle("the same L2 budget: random noise and PGD")
