@@ -198,7 +198,7 @@ def grade(submissions: list[Path], autograder: Path, jobs: int = 1) -> list[dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", nargs="?", help="the assignment (ch1 … ch5)")
+    parser.add_argument("name", nargs="?", help="the assignment (ch1 … ch4, ch6: named after their chapters)")
     parser.add_argument("submissions", nargs="*", type=Path, help=".ipynb files or folders of them")
     parser.add_argument("--autograder", type=Path, help="the autograder zip (default: `make assignments`'s)")
     parser.add_argument("--csv", type=Path, help="also write the scores to this CSV file")

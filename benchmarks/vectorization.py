@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from utils import config, curvature, geometry, setups, weights
+from utils import budgets, config, curvature, geometry, setups, weights
 
 
 def seconds(fn, repeat: int = 3) -> float:
@@ -30,7 +30,7 @@ def seconds(fn, repeat: int = 3) -> float:
 
 def main() -> None:
     config.use("small", 0)
-    t = setups.load("weights", progress=False)["cnn on digits"]
+    t = setups.load(setups.WEIGHT_SPACE, progress=False)["cnn on digits"]
     theta = weights.parameters_of(t.model)
     probes = torch.randn(10, weights.flatten(theta).numel(), generator=torch.Generator().manual_seed(0))
     hvp = curvature.batched_hvp(t.model, t.x, t.y)
@@ -41,7 +41,7 @@ def main() -> None:
           f"batched {batched:.2f} s, one at a time {single:.2f} s ({single / batched:.1f}x)")
 
     x = t.x[:50]
-    directions = geometry.sample_sphere(len(x) * 16, x.shape[1:], generator=torch.Generator().manual_seed(0))
+    directions = budgets.sample_sphere(len(x) * 16, x.shape[1:], generator=torch.Generator().manual_seed(0))
     directions = directions.view(len(x), 16, *x.shape[1:])
     batched = seconds(lambda: geometry.distance_along(t.model, x, directions), repeat=1)
     single = seconds(lambda: [geometry.distance_along(t.model, x[i:i + 1], directions[i:i + 1])

@@ -4,7 +4,7 @@ import foolbox
 import pytest
 import torch
 
-from utils import attacks, config, geometry, noise, train
+from utils import attacks, budgets, config, geometry, noise, train
 from utils.data import load_dataset
 from utils.models import MLP, build_model
 
@@ -36,9 +36,9 @@ def test_random_perturbation_sizes(norm):
     for kind in ("sphere", "sign"):
         delta = noise.random_perturbation(x, eps, norm=norm, kind=kind, generator=gen)
         assert delta.shape == x.shape
-        assert torch.allclose(noise.norms(delta, norm), eps, rtol=1e-5)
+        assert torch.allclose(budgets.norms(delta, norm), eps, rtol=1e-5)
     ball = noise.random_perturbation(x, 0.3, norm=norm, kind="ball", generator=gen)
-    assert (noise.norms(ball, norm) <= 0.3 + 1e-6).all() and noise.norms(ball, norm).min() < 0.3
+    assert (budgets.norms(ball, norm) <= 0.3 + 1e-6).all() and budgets.norms(ball, norm).min() < 0.3
     gauss = noise.random_perturbation(torch.rand(4000, 48), 0.5, norm=norm, kind="gaussian", generator=gen)
     sign = noise.random_perturbation(torch.rand(1, 48), 0.5, norm=norm, kind="sign", generator=gen)
     # E‖δ‖₂² equals the sign perturbation's ‖δ‖₂²; the mean of 4000 χ²₄₈-like draws has relative s.e. 0.3%
@@ -51,7 +51,7 @@ def test_linf_sphere_is_on_the_cube_surface_and_l2_ball_fills_the_ball():
     assert torch.allclose(surface.abs().amax(1), torch.ones(5000))
     ball = noise.random_perturbation(torch.rand(20000, 2), 1.0, norm="l2", kind="ball", generator=gen)
     # uniform in the disc: P(‖δ‖ ≤ ½) = ¼, s.e. of the fraction over 20,000 draws 0.003
-    assert (noise.norms(ball) <= 0.5).float().mean().item() == pytest.approx(0.25, abs=0.012)
+    assert (budgets.norms(ball) <= 0.5).float().mean().item() == pytest.approx(0.25, abs=0.012)
 
 
 def test_random_directions_are_nearly_orthogonal_to_the_gradient_in_high_dimension():
@@ -72,25 +72,25 @@ def test_deepfool_on_linear_models_finds_the_analytic_distance():
     x = torch.rand(200, 20, generator=gen)
     w, b = geometry.linear_boundary(binary)
     delta = attacks.deepfool(binary, x)
-    assert noise.norms(delta).tolist() == pytest.approx(geometry.hyperplane_distance(x, w, b).tolist(), rel=0.01)
+    assert budgets.norms(delta).tolist() == pytest.approx(geometry.hyperplane_distance(x, w, b).tolist(), rel=0.01)
     assert attacks.flip_rate(binary, x, x + delta) == 1.0
     multi = MLP(20, (), 5)  # inside a convex cell the nearest boundary is the nearest pairwise hyperplane
     z, wk = multi(x).detach(), multi.layers[0].weight.detach()
     top = z.argmax(1)
     dist = (z - z.gather(1, top[:, None])).abs() / (wk[None] - wk[top][:, None]).norm(dim=2)
     expected = dist.scatter(1, top[:, None], math.inf).amin(1)
-    assert noise.norms(attacks.deepfool(multi, x)).tolist() == pytest.approx(expected.tolist(), rel=0.01)
+    assert budgets.norms(attacks.deepfool(multi, x)).tolist() == pytest.approx(expected.tolist(), rel=0.01)
 
 
 def test_deepfool_agrees_with_foolbox(digits_mlp):
     model, x = digits_mlp
-    ours = noise.norms(attacks.deepfool(model, x, refine=False))
+    ours = budgets.norms(attacks.deepfool(model, x, refine=False))
     raw, _, _ = foolbox.attacks.L2DeepFoolAttack(steps=50, overshoot=0.02)(
         foolbox.PyTorchModel(model, bounds=(0, 1)), x, train.predict(model, x), epsilons=None)
-    peer = noise.norms(raw - x)
+    peer = budgets.norms(raw - x)
     # same algorithm; per-point paths may differ where two boundaries are nearly equidistant
     assert (ours / peer).median().item() == pytest.approx(1.0, abs=0.02)
-    refined = noise.norms(attacks.deepfool(model, x))
+    refined = budgets.norms(attacks.deepfool(model, x))
     assert (refined <= ours * (1 + 1e-4)).all() and attacks.flip_rate(model, x, x + attacks.deepfool(model, x)) == 1
 
 
@@ -98,11 +98,12 @@ def test_deepfool_agrees_with_foolbox(digits_mlp):
 def test_pgd_stays_in_the_ball_and_box_and_beats_fgsm_and_a_peer(digits_mlp, norm, eps):
     model, x = digits_mlp
     label = train.predict(model, x)
-    adv = [attacks.pgd(model, x, label, eps, norm=norm, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    adv = [x + attacks.pgd(model, x, label, eps, norm=norm, generator=torch.Generator().manual_seed(s))
+           for s in range(3)]
     for a in adv:
-        assert (noise.norms(a - x, norm) <= eps * (1 + 1e-5)).all() and a.min() >= 0 and a.max() <= 1
+        assert (budgets.norms(a - x, norm) <= eps * (1 + 1e-5)).all() and a.min() >= -1e-6 and a.max() <= 1 + 1e-6
     ours = sum(attacks.flip_rate(model, x, a) for a in adv) / 3
-    assert ours >= attacks.flip_rate(model, x, attacks.fgsm(model, x, label, eps, norm=norm))
+    assert ours >= attacks.flip_rate(model, x, x + attacks.fgsm(model, x, label, eps, norm=norm))
     peer_attack = (foolbox.attacks.LinfPGD if norm == "linf" else foolbox.attacks.L2PGD)(
         steps=20, abs_stepsize=2.5 * eps / 20)
     fmodel = foolbox.PyTorchModel(model, bounds=(0, 1))
@@ -128,8 +129,8 @@ def test_project_is_the_nearest_point_of_the_ball_inside_the_box():
 
 def test_fgsm_takes_a_full_step_along_the_gradient_sign():
     model, x = half_plane(3), torch.full((4, 3), 0.25)
-    adv = attacks.fgsm(model, x, None, 0.1)
-    assert torch.allclose(adv, x + torch.tensor([0.1, 0.0, 0.0]))
+    adv = attacks.fgsm(model, x, None, 0.1)  # a perturbation δ, like every attack's
+    assert torch.allclose(adv, torch.tensor([0.1, 0.0, 0.0]).expand_as(x))
     assert torch.allclose(attacks.fgsm(model, x, None, 0.1, norm="l2"), adv)
 
 
@@ -177,3 +178,18 @@ def test_bad_arguments_are_rejected_clearly():
         attacks.fgsm(lambda v: v, x, None, 0.1)
     with pytest.raises(ValueError, match="n_draws must be an integer in \\[1, inf\\]"):
         noise.random_flip_fraction(model, x, 0.1, 0)
+
+
+def test_pgd_without_a_random_start_draws_nothing_and_is_deterministic(digits_mlp):
+    model, x = digits_mlp
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    a = attacks.pgd(model, x[:20], None, 0.1, random_start=False, generator=gen)
+    assert torch.equal(gen.get_state(), state)
+    assert torch.equal(a, attacks.pgd(model, x[:20], None, 0.1, random_start=False))
+
+
+def test_flip_radius_honours_a_zero_maximum():
+    model, x = half_plane(), torch.tensor([[0.2, 0.5]])
+    with pytest.raises(ValueError, match="max_radius must be a finite number in \\(0.0, inf\\)"):
+        attacks.flip_radius(model, x, torch.tensor([[1.0, 0.0]]), max_radius=0)

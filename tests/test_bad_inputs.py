@@ -5,7 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from utils import attacks, bitflips, curvature, geometry, models, noise, plotting, quant, stats, train, weights
+from utils import (
+    attacks,
+    bitflips,
+    budgets,
+    curvature,
+    directions,
+    geometry,
+    models,
+    noise,
+    plotting,
+    ptq,
+    quant,
+    stats,
+    train,
+    weights,
+)
 
 
 def mlp():
@@ -18,8 +33,8 @@ NAN = torch.full((6, 4), float("nan"))
 
 CASES = [
     ("types: zero batch size", lambda: train.logits(mlp(), X, batch_size=0), ValueError, "batch_size"),
-    ("types: fractional size", lambda: geometry.sample_sphere(2.5, (3,)), TypeError, "n must be an integer"),
-    ("types: zero chunk", lambda: weights.loss_surface(mlp(), X, Y, [weights.random_direction(mlp())],
+    ("types: fractional size", lambda: budgets.sample_sphere(2.5, (3,)), TypeError, "n must be an integer"),
+    ("types: zero chunk", lambda: weights.loss_surface(mlp(), X, Y, [directions.random_direction(mlp())],
                                                        torch.ones(1, 1), chunk=0), ValueError, "chunk"),
     ("types: wrong generator", lambda: noise.random_perturbation(X, 0.1, generator=np.random.default_rng(0)),
      TypeError, "generator"),
@@ -46,7 +61,7 @@ CASES = [
     ("shapes: a perturbation of the wrong shape",
      lambda: curvature.quadratic_terms(mlp(), X, Y, {n: torch.zeros(1) for n in weights.parameters_of(mlp())}),
      ValueError, "delta\\["),
-    ("names: a model with nothing to quantize", lambda: quant.quantize_activations(torch.nn.Identity(), 8, X),
+    ("names: a model with nothing to quantize", lambda: ptq.quantize_activations(torch.nn.Identity(), 8, X),
      ValueError, "no linear or convolution layer"),
     ("degenerate: constant x in a power-law fit", lambda: stats.power_law_fit([2, 2, 2], [1, 2, 3]), ValueError,
      "x must take at least two different values"),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import config
+from utils import budgets, config
 
 
 def test_scale_defaults_to_small_and_validates(monkeypatch):
@@ -47,11 +47,11 @@ def test_generators_follow_the_seed_and_the_key():
 
 
 def test_library_randomness_leaves_the_global_streams_alone():
-    from utils import geometry, noise
+    from utils import noise
 
     x = torch.rand(2, 5)
     state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()  # noqa: NPY002
-    geometry.sample_sphere(4, (3,))
+    budgets.sample_sphere(4, (3,))
     noise.random_perturbation(x, 0.1)
     assert torch.equal(torch.get_rng_state(), state)
     assert np.array_equal(np.random.get_state()[1], np_state[1]) and random.getstate() == py_state  # noqa: NPY002

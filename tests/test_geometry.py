@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils import geometry
+from utils import budgets, geometry
+from utils.chapters import ch01_decision_boundaries as ch1
 from utils.data import load_dataset
 from utils.models import MLP
 
@@ -86,7 +87,7 @@ def test_margin_gradient_is_the_normal_of_a_linear_boundary():
 
 def test_sample_sphere_is_unit_norm_with_cosine_variance_one_over_d():
     d = 4096
-    u = geometry.sample_sphere(20000, (d,), generator=torch.Generator().manual_seed(0))
+    u = budgets.sample_sphere(20000, (d,), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(u.norm(dim=1), torch.ones(len(u)), atol=1e-5)
     cos = u[:, 0].double()
     # var(cos) = 1/d exactly; the sample variance of 20,000 draws has relative s.e. sqrt(2/20000) = 1%
@@ -97,7 +98,7 @@ def test_flat_boundary_ratio_formula():
     assert geometry.flat_boundary_ratio(2) == pytest.approx(math.sqrt(2))
     d = 10_000
     assert geometry.flat_boundary_ratio(d) == pytest.approx(math.sqrt(d) / 0.67449, rel=1e-3)
-    u = geometry.sample_sphere(40000, (100,), generator=torch.Generator().manual_seed(1))
+    u = budgets.sample_sphere(40000, (100,), generator=torch.Generator().manual_seed(1))
     measured = np.median(1 / u[:, 0].abs().numpy())
     assert measured == pytest.approx(geometry.flat_boundary_ratio(100), rel=0.03)
     with pytest.raises(ValueError, match="dim must be an integer in \\[2, inf\\]"):
@@ -106,18 +107,18 @@ def test_flat_boundary_ratio_formula():
 
 def test_plot_decision_boundary_labels_its_axes():
     ds = load_dataset("moons", n_samples=100)
-    ax = geometry.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="margin", resolution=20)
+    ax = ch1.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="margin", resolution=20)
     assert ax.get_xlabel() and ax.get_ylabel()
     with pytest.raises(ValueError, match="x must hold 2-D points"):
-        geometry.plot_decision_boundary(half_plane(), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
+        ch1.plot_decision_boundary(half_plane(), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="shade must be"):
-        geometry.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="loss")
+        ch1.plot_decision_boundary(half_plane(), ds.x_test, ds.y_test, shade="loss")
 
 
 def test_flat_boundary_flip_probability():
     # in the plane a step of twice the distance crosses when the angle to the normal is below 60°: 1/3
     assert geometry.flat_boundary_flip_probability(2, [0.5, 1.0, 2.0]).tolist() == pytest.approx([0, 0, 1 / 3])
-    u = geometry.sample_sphere(40000, (50,), generator=torch.Generator().manual_seed(2))
+    u = budgets.sample_sphere(40000, (50,), generator=torch.Generator().manual_seed(2))
     # s.e. of a fraction near 0.09 over 40,000 draws is 0.0014
     assert (u[:, 0] >= 1 / 3).float().mean().item() == pytest.approx(
         geometry.flat_boundary_flip_probability(50, 3.0).item(), abs=0.006)

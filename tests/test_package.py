@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "utils"
-MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+MODULES = sorted(p for p in [*PACKAGE.glob("*.py"), *PACKAGE.glob("chapters/*.py")] if p.name != "__init__.py")
 NAMES = {p.stem for p in MODULES}
 
 
@@ -15,8 +15,8 @@ def imports(path: Path) -> set[str]:
     """The package modules ``path`` imports (``from . import x`` and ``from .x import y``)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module} if node.module else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            found |= {node.module.split(".")[-1]} if node.module else {a.name for a in node.names}
     return found & NAMES
 
 
@@ -40,7 +40,7 @@ def test_the_import_graph_is_one_way():
 def test_no_private_name_crosses_a_module_boundary(path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
             private = [a.name for a in node.names if a.name.startswith("_")]
             assert not private, f"{path.name} imports private names {private} from .{node.module}"
     text = path.read_text()
@@ -57,3 +57,25 @@ def test_modules_stay_small_and_every_public_function_is_documented(path):
             assert ast.get_docstring(node), f"{path.name}: {node.name} has no docstring"
             if isinstance(node, ast.FunctionDef):
                 assert node.returns is not None, f"{path.name}: {node.name} has no return type hint"
+
+
+def test_the_chapter_list_is_the_chapter_modules_and_the_table_of_contents_agrees():
+    import yaml
+
+    from utils import chapters
+
+    toc = yaml.safe_load((PACKAGE.parent / "_toc.yml").read_text())
+    listed = [c["file"].removeprefix("chapters/") for part in toc["parts"] for c in part["chapters"]
+              if c["file"].startswith("chapters/")]
+    assert listed == list(chapters.names())
+    notebooks = sorted(p.stem for p in (PACKAGE.parent / "chapters").glob("*.ipynb"))
+    assert notebooks == list(chapters.names())
+    assert [chapters.number(n) for n in chapters.names()] == sorted({chapters.number(n) for n in chapters.names()})
+
+
+def test_the_version_has_one_source():
+    import importlib.metadata
+
+    import utils
+
+    assert importlib.metadata.version("fragile-yet-robust-utils") == utils.__version__

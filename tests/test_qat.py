@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from utils import qat, quant, train
+from utils import ptq, qat, quant, train
 from utils.data import load_dataset
 from utils.models import SmallCNN, build_model
 
@@ -13,13 +13,14 @@ def test_straight_through_estimator_is_identity_inside_the_range_and_zero_outsid
     out = fq(x)
     out.backward(torch.ones_like(out))
     assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-    scale, zero = quant.from_range(torch.tensor(-1.0), torch.tensor(1.0), 4, False)
-    assert torch.equal(out.detach(), quant.fake_quantize(x.detach(), scale, zero, 4, symmetric=False))
+    spec = quant.QuantSpec(4, symmetric=False)
+    scale, zero = quant.from_range(torch.tensor(-1.0), torch.tensor(1.0), spec)
+    assert torch.equal(out.detach(), quant.fake_quantize(x.detach(), scale, zero, spec))
 
 
 def FakeQuantizeWithRange(lo: float, hi: float) -> qat.FakeQuantize:
     """A 4-bit asymmetric activation quantizer whose observed range is fixed to [lo, hi], in eval mode."""
-    fq = qat.FakeQuantize(4, symmetric=False, observe=True).eval()
+    fq = qat.FakeQuantize(quant.QuantSpec(4, symmetric=False), observe=True).eval()
     fq.low.fill_(lo)
     fq.high.fill_(hi)
     fq.seen.fill_(True)
@@ -41,8 +42,8 @@ def test_prepare_qat_in_eval_equals_quantize_weights(bits):
     model = SmallCNN(1, 10, 8).eval()
     x = torch.rand(16, 1, 8, 8)
     qat_model = qat.prepare_qat(model, bits).eval()
-    assert torch.equal(qat_model(x), quant.quantize_weights(model, bits)(x))
-    assert torch.equal(quant.quantize_weights(qat.latent_model(qat_model, model), bits)(x), qat_model(x))
+    assert torch.equal(qat_model(x), ptq.quantize_weights(model, bits)(x))
+    assert torch.equal(ptq.quantize_weights(qat.latent_model(qat_model, model), bits)(x), qat_model(x))
 
 
 def test_qat_recovers_two_bit_accuracy_where_ptq_does_not():
@@ -52,7 +53,7 @@ def test_qat_recovers_two_bit_accuracy_where_ptq_does_not():
     train.fit(model, data, epochs=20, lr=1e-3, batch_size=64, progress=False, device="cpu",
               generator=torch.Generator().manual_seed(0))
     x, y = data.x_test, data.y_test
-    float_acc, ptq_acc = train.evaluate(model, x, y), train.evaluate(quant.quantize_weights(model, 2), x, y)
+    float_acc, ptq_acc = train.evaluate(model, x, y), train.evaluate(ptq.quantize_weights(model, 2), x, y)
     qat_model = qat.prepare_qat(model, 2)
     train.fit(qat_model, data, epochs=10, lr=1e-3, batch_size=64, progress=False, device="cpu",
               generator=torch.Generator().manual_seed(1))
@@ -73,9 +74,9 @@ def test_activation_quantizers_observe_in_training_and_freeze_in_eval():
 
 def test_bad_arguments_are_rejected_clearly():
     model = SmallCNN(1, 10, 8)
-    with pytest.raises(ValueError, match="w_bits must be an integer in \\[1, 16\\], got 0"):
+    with pytest.raises(ValueError, match="bits must be an integer in \\[1, 16\\], got 0"):
         qat.prepare_qat(model, 0)
-    with pytest.raises(TypeError, match="a_bits must be an integer, got 2.5"):
+    with pytest.raises(TypeError, match="spec must be a quant.QuantSpec or a number of bits, got 2.5"):
         qat.prepare_qat(model, 4, 2.5)
     with pytest.raises(ValueError, match="cannot be combined"):
         qat.prepare_qat(model, 4, learn_scale=True, noise=True)
@@ -83,3 +84,14 @@ def test_bad_arguments_are_rejected_clearly():
         qat.FakeQuantize(4, observe=True, noise=True)
     with pytest.raises(ValueError, match="not prepared from a model like this one"):
         qat.latent_model(qat.prepare_qat(model, 4), build_model("mlp", load_dataset("digits")))
+
+
+def test_fake_quantize_rejects_settings_it_cannot_honour():
+    with pytest.raises(ValueError, match="scale must be positive everywhere"):
+        qat.FakeQuantize(4, scale=torch.tensor(0.0))
+    with pytest.raises(ValueError, match="rounds to nearest"):
+        qat.FakeQuantize(quant.QuantSpec(4, rounding="stochastic"))
+    with pytest.raises(ValueError, match="an observed range is per tensor"):
+        qat.FakeQuantize(quant.QuantSpec.for_weights(4), observe=True)
+    with pytest.raises(ValueError, match="no linear or convolution layer"):
+        qat.prepare_qat(torch.nn.Sequential(torch.nn.ReLU()), 4)

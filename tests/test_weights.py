@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from utils import bitflips, config, curvature, quant, train, weights
+from utils import bitflips, config, curvature, directions, ptq, train, weights
 from utils.models import MLP, SmallCNN
 
 
@@ -31,7 +31,7 @@ def exact_hessian(model, x, y) -> torch.Tensor:
 def test_hvp_trace_and_eigenvalues_match_the_exact_hessian():
     model, x, y = tiny_problem()
     h = exact_hessian(model, x, y)
-    v = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(1))
+    v = directions.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(1))
     hv = weights.flatten(curvature.hessian_vector_product(model, x, y, v))
     assert torch.allclose(hv, h @ weights.flatten(v), atol=1e-5)
     trace, se = curvature.hessian_trace(model, x, y, n_probes=4000, generator=torch.Generator().manual_seed(2))
@@ -46,7 +46,7 @@ def test_hvp_trace_and_eigenvalues_match_the_exact_hessian():
 def test_perturbed_restores_the_weights_bit_for_bit():
     model = SmallCNN(1, 10, 8)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    d = weights.random_direction(model, normalization="filter", generator=torch.Generator().manual_seed(0))
+    d = directions.random_direction(model, normalization="filter", generator=torch.Generator().manual_seed(0))
     with weights.perturbed(model, d, 0.37):
         moved = model.features[0].weight.detach().clone()
     assert not torch.equal(moved, before["features.0.weight"])
@@ -59,21 +59,21 @@ def test_perturbed_restores_the_weights_bit_for_bit():
 def test_direction_normalizations():
     model = SmallCNN(1, 10, 8)
     theta = weights.parameters_of(model)
-    filt = weights.random_direction(model, normalization="filter")
+    filt = directions.random_direction(model, normalization="filter")
     w = theta["features.0.weight"]
     assert torch.allclose(filt["features.0.weight"].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1))
     assert torch.count_nonzero(filt["features.0.bias"]) == 0
-    layer = weights.random_direction(model, normalization="layer")
+    layer = directions.random_direction(model, normalization="layer")
     assert torch.allclose(layer["head.1.weight"].norm(), theta["head.1.weight"].norm())
     with pytest.raises(ValueError, match="normalization must be one of"):
-        weights.random_direction(model, normalization="batch")
+        directions.random_direction(model, normalization="batch")
 
 
 def test_adversarial_direction_hurts_more_than_random_of_equal_norm(digits_mlp):
     model, data = digits_mlp
     x, y = data.x_test, data.y_test
-    adv = weights.adversarial_direction(model, x, y, eps=0.2, relative=True)
-    rnd = weights.random_direction(model, normalization="layer", generator=torch.Generator().manual_seed(0))
+    adv = directions.adversarial_direction(model, x, y, eps=0.2, relative=True)
+    rnd = directions.random_direction(model, normalization="layer", generator=torch.Generator().manual_seed(0))
     for name, t in adv.items():
         assert t.norm().item() == pytest.approx(rnd[name].norm().item(), rel=1e-4, abs=1e-12)
     base = train.mean_loss(model, x, y)
@@ -82,14 +82,14 @@ def test_adversarial_direction_hurts_more_than_random_of_equal_norm(digits_mlp):
     with weights.perturbed(model, rnd, 0.2):
         rnd_loss = train.mean_loss(model, x, y)
     assert adv_loss - base > 5 * abs(rnd_loss - base)
-    glob = weights.adversarial_direction(model, x, y, eps=0.5, relative=False)
+    glob = directions.adversarial_direction(model, x, y, eps=0.5, relative=False)
     assert weights.flatten(glob).norm().item() == pytest.approx(1.0, rel=1e-5)
 
 
 def test_loss_surface_matches_perturbed_evaluation(digits_mlp):
     model, data = digits_mlp
     x, y = data.x_test, data.y_test
-    d1, d2 = (weights.random_direction(model, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
+    d1, d2 = (directions.random_direction(model, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
     coords = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.1]])
     loss, acc = weights.loss_surface(model, x, y, [d1, d2], coords, chunk=2)
     assert loss[0].item() == pytest.approx(train.mean_loss(model, x, y), rel=1e-5)
@@ -100,9 +100,10 @@ def test_loss_surface_matches_perturbed_evaluation(digits_mlp):
         weights.loss_surface(model, x, y, [d1], coords)
 
 
-def count_flipped_bits(model, flipped_model) -> int:
-    """Bits that differ between the int8 codes of a model and of its flipped copy (same scales)."""
-    state, params = bitflips.int8_codes(model), dict(flipped_model.named_parameters())
+def count_flipped_bits(model, flips) -> int:
+    """Bits that differ between the int8 codes of a model and of the int8 model with ``flips`` applied (a
+    direction from the float weights; same scales)."""
+    state, params = bitflips.int8_codes(model), dict(weights.applied(model, flips).named_parameters())
     total = 0
     for name, (q, scale) in state.items():
         q2 = torch.round(params[name].detach() / scale).long()
@@ -119,9 +120,14 @@ def test_bit_flips_flip_exactly_the_number_of_bits_asked(digits_mlp):
         assert count_flipped_bits(model, flipped) == n
     attacked, history, flips = bitflips.bit_flip_attack(model, x[:200], y[:200], 5)
     assert count_flipped_bits(model, attacked) == 5 and len(history) == 5 and len(flips) == 5
-    after_three = bitflips.apply_flips(model, flips[:3])
+    after_three = bitflips.flip_direction(model, flips[:3])
     assert count_flipped_bits(model, after_three) == 3
-    assert train.mean_loss(after_three, x[:200], y[:200]) == pytest.approx(history[2], rel=1e-4)
+    assert train.mean_loss(weights.applied(model, after_three), x[:200], y[:200]) == pytest.approx(history[2], rel=1e-4)
+    assert count_flipped_bits(model, bitflips.flip_direction(model, [])) == 0
+    with pytest.raises(ValueError, match="flips\\[0\\] tensor name must be one of"):
+        bitflips.flip_direction(model, [("nope", 0, 1)])
+    with pytest.raises(ValueError, match="flips\\[0\\] index must be an integer in \\[0, "):
+        bitflips.flip_direction(model, [("layers.0.weight", 10**6, 1)])
     assert history[-1] > train.mean_loss(weights_int8(model), x[:200], y[:200])
     assert torch.equal(weights.flatten(weights.parameters_of(model)), before)
     assert bitflips.flip_bits(torch.tensor([5, -1, 0]), torch.tensor([7, 7, 0])).tolist() == [-123, 127, 1]
@@ -137,7 +143,7 @@ def test_bit_flips_flip_exactly_the_number_of_bits_asked(digits_mlp):
 
 
 def weights_int8(model):
-    return quant.quantize_weights(model, 8, per_channel=True)
+    return ptq.quantize_weights(model, 8)
 
 
 def test_bad_arguments_are_rejected_clearly():
@@ -152,10 +158,10 @@ def test_bad_arguments_are_rejected_clearly():
         curvature.top_eigenvalues(model, x, y, k=100)
     for bad in (-1.0, float("inf")):
         with pytest.raises(ValueError, match="eps must be a finite number in"):
-            weights.adversarial_direction(model, x, y, eps=bad)
+            directions.adversarial_direction(model, x, y, eps=bad)
     with pytest.raises(ValueError, match="one tensor per trainable parameter"), weights.perturbed(model, {}, 1.0):
         pass
-    d = weights.random_direction(model)
+    d = directions.random_direction(model)
     with pytest.raises(ValueError, match="scale must be a finite number"), weights.perturbed(model, d, float("nan")):
         pass
     with pytest.raises(ValueError, match="y must be a 1-D tensor with one label per sample"):
@@ -170,7 +176,7 @@ def test_bad_arguments_are_rejected_clearly():
 def test_weighted_trace_and_difference():
     model, x, y = tiny_problem()
     h = exact_hessian(model, x, y)
-    s = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(4))
+    s = directions.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(4))
     s_flat = weights.flatten(s)
     trace, se = curvature.hessian_trace(model, x, y, n_probes=4000, scale=s, generator=torch.Generator().manual_seed(5))
     # Σ sᵢ² Hᵢᵢ exactly in expectation; 4 standard errors of the estimate
@@ -194,7 +200,7 @@ def test_gradients_and_the_quadratic_terms_match_autograd_and_the_exact_hessian(
     # one "minibatch" holding every sample is the full gradient, whatever the order
     full = weights.minibatch_gradients(model, x, y, batch_size=len(x), n_batches=2)
     assert full.shape == (2, len(g)) and torch.allclose(full, g.expand_as(full), atol=1e-6)
-    delta = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(6))
+    delta = directions.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(6))
     first, second = curvature.quadratic_terms(model, x, y, delta)
     d = weights.flatten(delta)
     assert first == pytest.approx((g @ d).item(), rel=1e-5)
@@ -205,7 +211,7 @@ def test_gradients_and_the_quadratic_terms_match_autograd_and_the_exact_hessian(
 
 def test_curvature_computed_in_data_batches_equals_the_one_batch_result(monkeypatch):
     model, x, y = tiny_problem()
-    v = weights.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(7))
+    v = directions.random_direction(model, normalization="none", generator=torch.Generator().manual_seed(7))
     whole = (weights.flatten(weights.gradient(model, x, y)),
              weights.flatten(curvature.hessian_vector_product(model, x, y, v)),
              weights.loss_surface(model, x, y, [v], torch.tensor([[0.0], [0.3]]))[0])
@@ -231,14 +237,14 @@ def batchnorm_problem():
 
 @pytest.mark.parametrize("compute", [
     lambda m, x, y: weights.flatten(weights.gradient(m, x, y)),
-    lambda m, x, y: weights.flatten(curvature.hessian_vector_product(m, x, y, weights.random_direction(
+    lambda m, x, y: weights.flatten(curvature.hessian_vector_product(m, x, y, directions.random_direction(
         m, normalization="none", generator=torch.Generator().manual_seed(0)))),
     lambda m, x, y: torch.tensor(curvature.hessian_trace(m, x, y, n_probes=4, generator=torch.Generator())),
     lambda m, x, y: curvature.top_eigenvalues(m, x, y, k=2, iters=5, generator=torch.Generator().manual_seed(0)),
     lambda m, x, y: weights.minibatch_gradients(m, x, y, batch_size=8, n_batches=2,
                                                 generator=torch.Generator().manual_seed(0)),
-    lambda m, x, y: weights.flatten(weights.adversarial_direction(m, x, y, eps=0.1)),
-    lambda m, x, y: weights.loss_surface(m, x, y, [weights.random_direction(
+    lambda m, x, y: weights.flatten(directions.adversarial_direction(m, x, y, eps=0.1)),
+    lambda m, x, y: weights.loss_surface(m, x, y, [directions.random_direction(
         m, generator=torch.Generator().manual_seed(0))], torch.tensor([[0.5]]))[0],
     lambda m, x, y: torch.tensor(bitflips.bit_flip_attack(m, x, y, 2)[1]),
 ], ids=["gradient", "hvp", "trace", "eigenvalues", "minibatch", "adversarial", "surface", "bit flips"])

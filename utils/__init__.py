@@ -1,28 +1,28 @@
 """Shared code of the book *Fragile Yet Robust*: every chapter imports its machinery from here.
 
-The import graph is one-way, from the foundations up:
+The import graph is one-way, from the foundations up (the README's module table says what each holds):
 
-- ``checks`` (argument validators), ``config`` (scale, seed, device, generators, folders), ``stats``,
-  ``plotting``, ``claims`` (verified statements and their records);
-- ``datafiles`` (safe readers of the image formats), ``data`` (data sets), ``models``, ``checkpoints``
-  (the verified cache of trained weights), ``train`` (fit, evaluate, the book's trained models);
-- input space: ``geometry`` (margins, distances to the boundary), ``noise`` (random perturbations of an
-  exact size), ``attacks`` (FGSM, PGD, DeepFool and the measures built on them);
-- weight space: ``weights`` (the model as a function of its parameters, directions, slices),
-  ``curvature`` (Hessian-vector products, trace, diagonal, eigenvalues);
-- quantization: ``quant`` (the quantizer), ``bitflips`` (int8 codes and bit flips), ``rounding``
-  (quantization as a weight perturbation), ``qat`` (quantization-aware training), ``deploy`` (ONNX
-  Runtime int8 inference);
-- ``records`` (reading claim records back, across seeds), ``reproducibility`` (claims across seeds and
-  the margins of their limits), ``evidence`` (the synthesis's verdicts, computed
-  from the records), ``experiments`` (drivers of multi-step
-  measurements), ``explorers`` (interactive figures with static counterparts), ``setups`` (which models
-  each chapter studies, and each chapter's first step).
+- foundations: ``checks`` (argument validators), ``config`` (scale, seed, device, generators, folders),
+  ``stats``, ``plotting``, ``budgets`` (perturbation sizes and uniform directions), ``hypotheses``;
+- data and models: ``datafiles``, ``data``, ``models``, ``checkpoints``, ``outputs`` (logits, predictions,
+  accuracy, loss), ``train`` (fit, the book's trained models);
+- perturbations, one shape each (``perturbations``: δ for inputs, a direction for weights, and the
+  registries of named methods): ``geometry``, ``noise``, ``attacks`` in input space; ``weights``,
+  ``directions``, ``curvature`` in weight space;
+- quantization, one vocabulary (``quant.QuantSpec``): ``quant``, ``ptq``, ``rounding``, ``bitflips``,
+  ``qat``, ``deploy``;
+- records of what the chapters found: ``recordformat``, ``records``, ``claims``, ``predictions``, ``evidence``,
+  ``reproducibility``;
+- the chapters: ``setups`` (a chapter's first and last steps), ``explorers`` (interactive figures), and
+  ``chapters``, one module per chapter with its setups, drivers and explorer.
 """
+
 
 from . import (
     attacks,
     bitflips,
+    budgets,
+    chapters,
     checkpoints,
     checks,
     claims,
@@ -31,15 +31,21 @@ from . import (
     data,
     datafiles,
     deploy,
+    directions,
     evidence,
-    experiments,
     explorers,
     geometry,
+    hypotheses,
     models,
     noise,
+    outputs,
+    perturbations,
     plotting,
+    predictions,
+    ptq,
     qat,
     quant,
+    recordformat,
     records,
     reproducibility,
     rounding,
@@ -50,8 +56,39 @@ from . import (
 )
 
 __all__ = [
-    "attacks", "bitflips", "checkpoints", "checks", "claims", "config", "curvature", "data", "datafiles", "deploy",
-    "evidence", "experiments", "explorers", "geometry", "models", "noise", "plotting", "qat", "quant", "records",
-    "reproducibility", "rounding", "setups", "stats", "train", "weights",
+    "attacks",
+    "bitflips",
+    "budgets",
+    "chapters",
+    "checkpoints",
+    "checks",
+    "claims",
+    "config",
+    "curvature",
+    "data",
+    "datafiles",
+    "deploy",
+    "directions",
+    "evidence",
+    "explorers",
+    "geometry",
+    "hypotheses",
+    "models",
+    "noise",
+    "outputs",
+    "perturbations",
+    "plotting",
+    "predictions",
+    "ptq",
+    "qat",
+    "quant",
+    "recordformat",
+    "records",
+    "reproducibility",
+    "rounding",
+    "setups",
+    "stats",
+    "train",
+    "weights",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

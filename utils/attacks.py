@@ -1,10 +1,11 @@
 """Input-space attacks: the gradient-guided search for the worst perturbation of a given size.
 
-Everything works on a whole batch at once (no loop over samples) on the model's device. Inputs and
-adversarial examples live in [0, 1]; budgets ε are in pixel units, in the L2 norm ‖δ‖₂ = (Σᵢ δᵢ²)^½ or the
-L∞ norm ‖δ‖∞ = maxᵢ |δᵢ|, over the D = prod(x.shape[1:]) coordinates of one sample. Attacks maximize the
-cross-entropy L = −log softmax(f(x))_y; with ``y=None`` they use the model's own prediction, so success
-means a *flipped prediction*.
+Every attack returns the perturbation δ, shaped like x (:mod:`utils.perturbations`): the adversarial
+inputs are x + δ. Everything works on a whole batch at once (no loop over samples) on the model's device.
+Inputs and adversarial examples live in [0, 1]; budgets ε are in pixel units (:mod:`utils.budgets`). Attacks
+maximize the cross-entropy L = −log softmax(f(x))_y; with ``y=None`` they use the model's own prediction,
+so success means a *flipped prediction*. FGSM and PGD are registered as the input perturbations ``fgsm`` and
+``pgd``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, config
-from .geometry import distance_along, line_distance, logit_margin, sample_sphere
-from .noise import NORMS, norms, per_sample, random_perturbation
-from .train import predict
+from . import checks, config, perturbations
+from .budgets import NORMS, norms, norms_unchecked, per_sample, sample_sphere
+from .geometry import distance_along, line_distance, logit_margin
+from .noise import random_perturbation
+from .outputs import predict, predict_unchecked
 
 
 def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,9 +47,9 @@ def _attack_mode(
     checks.batch(x, y, unit_box=unit_box)
     dev = checks.model_device(model)
     xd = x.detach().to(dev)
+    z = checks.accepts(model, x)
     with checks.eval_mode(model):
-        z = model(xd[:1]).detach()
-        yd = predict(model, xd) if y is None else checks.labels("y", y, len(x), z.shape[1]).to(dev)
+        yd = predict_unchecked(model, xd) if y is None else checks.labels("y", y, len(x), z.shape[1]).to(dev)
         yield xd, yd
 
 
@@ -61,7 +63,7 @@ def _steepest(grad: torch.Tensor, norm: str) -> torch.Tensor:
     """The unit-norm ascent direction: sign(g) for L∞, g/‖g‖₂ for L2 (zero where g = 0)."""
     if norm == "linf":
         return grad.sign()
-    return grad / norms(grad).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+    return grad / norms_unchecked(grad, "l2").clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
 
 
 def _project_ball(x0: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
@@ -71,7 +73,7 @@ def _project_ball(x0: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: st
     if norm == "linf":
         delta = torch.maximum(torch.minimum(delta, eps), -eps)
     else:
-        delta = delta * torch.clamp(eps / norms(delta).view(eps.shape).clamp_min(1e-12), max=1.0)
+        delta = delta * torch.clamp(eps / norms_unchecked(delta, "l2").view(eps.shape).clamp_min(1e-12), max=1.0)
     return (x0 + delta).clamp(0.0, 1.0)
 
 
@@ -87,18 +89,21 @@ def project(x0: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor, *, nor
     return _project_ball(x0, x, per_sample(eps, x0), norm)
 
 
+@perturbations.input_method("fgsm", random=False)
 def fgsm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float | torch.Tensor, *, norm: str = "linf"
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float | torch.Tensor, *, norm: str = "linf",
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Fast gradient (sign) method: x' = clip₍₀,₁₎(x + ε·s), s = sign(∇ₓL) for L∞ (Goodfellow et al., 2015)
-    or s = ∇ₓL/‖∇ₓL‖₂ for L2. ``x`` must lie in [0, 1]."""
+    """Fast gradient (sign) method: δ = clip₍₀,₁₎(x + ε·s) − x, s = sign(∇ₓL) for L∞ (Goodfellow et al., 2015)
+    or s = ∇ₓL/‖∇ₓL‖₂ for L2. ``x`` must lie in [0, 1]; ``generator`` is not used (FGSM draws nothing)."""
     checks.one_of("norm", norm, NORMS)
     with _attack_mode(model, x, y) as (xd, yd):
         e = per_sample(eps, xd)
         _, grad = _loss_and_grad(model, xd, yd)
-        return _project_ball(xd, xd + e * _steepest(grad, norm), e, norm).to(x.device)
+        return (_project_ball(xd, xd + e * _steepest(grad, norm), e, norm) - xd).to(x.device)
 
 
+@perturbations.input_method("pgd", random=False)
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -115,44 +120,48 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient ascent on the loss (Madry et al., 2018): x_{t+1} = Π(x_t + α·s(∇ₓL(x_t))), with
     s as in :func:`fgsm`, α = ``step_size`` (default 2.5·ε/steps), Π the projection onto the ε-ball around
-    x intersected with [0, 1], and a random start in the ball. Over all iterates and ``restarts`` it keeps,
-    per sample, the one with the lowest label margin z_y − max_{k≠y} z_k (negative: misclassified).
-    ``x`` must lie in [0, 1]; random starts are drawn with ``generator`` (default: the book's stream).
-    Samples are attacked ``batch_size`` at a time (default: :func:`config.batch`'s ``attack``; each batch holds
-    its activations for the backward pass)."""
+    x intersected with [0, 1], and (``random_start``) a random start in the ball. Over all iterates and
+    ``restarts`` it keeps, per sample, the one with the lowest label margin z_y − max_{k≠y} z_k (negative:
+    misclassified), and returns δ = x_best − x. ``x`` must lie in [0, 1]; random starts are drawn with
+    ``generator`` (default: the book's stream). Samples are attacked ``batch_size`` at a time (default:
+    :func:`config.batch`'s ``attack``; each batch holds its activations for the backward pass)."""
     checks.one_of("norm", norm, NORMS)
     steps, restarts = checks.integer("steps", steps), checks.integer("restarts", restarts)
     if step_size is not None:
         step_size = checks.positive("step_size", step_size)
     random_start = checks.flag("random_start", random_start)
-    checks.batch(x)
     batch_size = config.batch("attack") if batch_size is None else checks.integer("batch_size", batch_size)
-    if len(x) > batch_size:
-        eps_all = per_sample(eps, x).flatten()
-        parts = [pgd(model, x[i:i + batch_size], None if y is None else y[i:i + batch_size], eps_all[i:i + batch_size],
-                     norm=norm, steps=steps, step_size=step_size, random_start=random_start, restarts=restarts,
-                     generator=generator, batch_size=batch_size) for i in range(0, len(x), batch_size)]
-        return torch.cat(parts)
     with _attack_mode(model, x, y) as (xd, yd):
         e = per_sample(eps, xd)
-        alpha = e * 2.5 / steps if step_size is None else torch.full_like(e, step_size)
-        best, best_margin = xd.clone(), torch.full((len(xd),), math.inf, device=xd.device)
+        parts = [_pgd(model, xd[i:i + batch_size], yd[i:i + batch_size], e[i:i + batch_size], norm, steps,
+                      step_size, random_start, restarts, generator) for i in range(0, len(xd), batch_size)]
+        return torch.cat(parts).to(x.device)
 
-        def keep(candidate: torch.Tensor, z: torch.Tensor) -> None:
-            m = logit_margin(z, yd)
-            better = m < best_margin
-            best[better], best_margin[better] = candidate[better], m[better]
 
-        for _ in range(restarts):
-            start = random_perturbation(xd, e.flatten(), norm=norm, kind="ball", generator=generator)
-            xt = _project_ball(xd, xd + start, e, norm) if random_start else xd
-            for _ in range(steps):
-                z, grad = _loss_and_grad(model, xt, yd)
-                keep(xt, z)
-                xt = _project_ball(xd, xt + alpha * _steepest(grad, norm), e, norm)
-            with torch.no_grad():
-                keep(xt, model(xt))
-        return best.to(x.device)
+def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, norm: str, steps: int,
+         step_size: float | None, random_start: bool, restarts: int, generator: torch.Generator | None
+         ) -> torch.Tensor:
+    """:func:`pgd` on one batch, arguments checked, the model in eval mode: δ = x_best − x."""
+    alpha = e * 2.5 / steps if step_size is None else torch.full_like(e, step_size)
+    best, best_margin = x.clone(), torch.full((len(x),), math.inf, device=x.device)
+
+    def keep(candidate: torch.Tensor, z: torch.Tensor) -> None:
+        m = logit_margin(z, y)
+        better = m < best_margin
+        best[better], best_margin[better] = candidate[better], m[better]
+
+    for _ in range(restarts):
+        xt = x
+        if random_start:
+            start = random_perturbation(x, e.flatten(), norm=norm, kind="ball", generator=generator)
+            xt = _project_ball(x, x + start, e, norm)
+        for _ in range(steps):
+            z, grad = _loss_and_grad(model, xt, y)
+            keep(xt, z)
+            xt = _project_ball(x, xt + alpha * _steepest(grad, norm), e, norm)
+        with torch.no_grad():
+            keep(xt, model(xt))
+    return best - x
 
 
 def _logits_and_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,7 +242,8 @@ def flip_radius(
     :func:`geometry.distance_along`."""
     checks.batch(x)
     walk = line_distance if checks.flag("lines", lines) else distance_along
-    return walk(model, x, directions, max_radius=max_radius or math.sqrt(x[0].numel()), **kwargs)
+    return walk(model, x, directions, max_radius=math.sqrt(x[0].numel()) if max_radius is None else max_radius,
+                **kwargs)
 
 
 def alignment(
@@ -258,7 +268,7 @@ def pgd_radius(
     label = predict(model, x)
 
     def flips(eps: torch.Tensor) -> torch.Tensor:
-        return predict(model, pgd(model, x, label, eps, norm=norm, **kwargs)) != label
+        return predict_unchecked(model, x + pgd(model, x, label, eps, norm=norm, **kwargs)) != label
 
     lo, hi = torch.zeros(len(x), device=x.device), torch.full((len(x),), float(max_eps), device=x.device)
     ok = flips(hi)

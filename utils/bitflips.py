@@ -2,23 +2,26 @@
 
 Every weight tensor is stored as symmetric per-output-channel int8 codes q ∈ [−127, 127] with w ≈ Δ·q
 (:func:`int8_codes`). Flipping bit b of a two's-complement byte changes q by ±2^b, and the sign bit (b = 7)
-by ∓128: one flip can move a weight by up to 128 steps.
+by ∓128: one flip can move a weight by up to 128 steps. Like every weight perturbation, flips are returned
+as a direction (:mod:`utils.perturbations`): the step from the float weights to the int8 model with those
+bits flipped, so ``weights.applied(model, d)`` is the flipped int8 model (``flip_direction(model, [])`` is
+the int8 model itself).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 
 from . import checks, config
-from .quant import QuantSpec, codes, qparams, weight_names
+from .ptq import weight_names
+from .quant import QuantSpec, codes, qparams
 from .weights import Direction, gradient_function, loss_function, parameters_of
 
 Codes = dict[str, tuple[torch.Tensor, torch.Tensor]]
-INT8 = QuantSpec(8, per_channel=True)
+INT8 = QuantSpec.for_weights(8)
 
 
 def int8_codes(model: nn.Module) -> Codes:
@@ -49,31 +52,35 @@ def _dequantized(state: Codes) -> Direction:
     return {name: scale * q.to(scale.dtype) for name, (q, scale) in state.items()}
 
 
-def with_codes(model: nn.Module, state: Codes) -> nn.Module:
-    """A copy of the model whose weight tensors are Δ·q from ``state`` (biases stay as they are)."""
-    out = copy.deepcopy(model)
-    params = dict(out.named_parameters())
-    with torch.no_grad():
-        for name, w in _dequantized(state).items():
-            params[name].copy_(w)
-    return out
+def _direction(model: nn.Module, state: Codes) -> Direction:
+    """The step from the model's float weights to the int8 weights Δ·q of ``state`` (biases unchanged)."""
+    weights = _dequantized(state)
+    return {n: weights[n] - t if n in weights else torch.zeros_like(t) for n, t in parameters_of(model).items()}
 
 
-def apply_flips(model: nn.Module, flips: list[tuple[str, int, int]]) -> nn.Module:
-    """The int8 model (:func:`int8_codes`) with the given flips applied: (weight tensor name, index into
-    the flattened tensor, bit); a new model."""
+def flip_direction(model: nn.Module, flips: list[tuple[str, int, int]]) -> Direction:
+    """The int8 model (:func:`int8_codes`) with the given flips — (weight tensor name, index into the
+    flattened tensor, bit) — as a direction from the float weights."""
     state = int8_codes(model)
-    for name, index, bit in flips:
+    if not isinstance(flips, (list, tuple)):
+        raise TypeError(f"flips must be a list of (tensor name, index, bit) triples, got {type(flips).__name__}")
+    for i, flip in enumerate(flips):
+        if not isinstance(flip, (list, tuple)) or len(flip) != 3:
+            raise ValueError(f"flips[{i}] must be a (tensor name, index, bit) triple, got {flip!r}")
+        name, index, bit = flip
+        checks.one_of(f"flips[{i}] tensor name", name, tuple(state))
         q, scale = state[name]
+        index = checks.integer(f"flips[{i}] index", index, minimum=0, maximum=q.numel() - 1)
+        bit = checks.integer(f"flips[{i}] bit", bit, minimum=0, maximum=7)
         flat = q.flatten().clone()
         flat[index] = flip_bits(flat[index], bit)
         state[name] = (flat.view_as(q), scale)
-    return with_codes(model, state)
+    return _direction(model, state)
 
 
-def random_bit_flips(model: nn.Module, n_flips: int, *, generator: torch.Generator | None = None) -> nn.Module:
+def random_bit_flips(model: nn.Module, n_flips: int, *, generator: torch.Generator | None = None) -> Direction:
     """The int8 model (:func:`int8_codes`) with exactly ``n_flips`` distinct bits flipped, chosen uniformly
-    among all 8·(number of weights) bits; a new model (the original is untouched). The bits are drawn on the
+    among all 8·(number of weights) bits, as a direction (:func:`flip_direction`). The bits are drawn on the
     generator's device without enumerating them all: draws with replacement are merged until there are
     enough distinct ones, and a random subset of those is kept (uniform, by symmetry)."""
     state = int8_codes(model)
@@ -91,18 +98,19 @@ def random_bit_flips(model: nn.Module, n_flips: int, *, generator: torch.Generat
     layer = torch.searchsorted(starts, chosen, right=True) - 1
     offset = chosen - starts[layer]
     flips = [(names[i], o // 8, o % 8) for i, o in zip(layer.tolist(), offset.tolist(), strict=True)]
-    return apply_flips(model, flips)
+    return flip_direction(model, flips)
 
 
 def bit_flip_attack(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_flips: int
-) -> tuple[nn.Module, list[float], list[tuple[str, int, int]]]:
+) -> tuple[Direction, list[float], list[tuple[str, int, int]]]:
     """Progressive bit search (Rakin et al., 2019) on the int8 model, fit on (x, y): at each of ``n_flips``
     steps, rank every not yet flipped bit of each weight tensor by the first-order loss change g·Δw
     (Δw = Δ·(q' − q)), try the best bit of each tensor, and keep the one that raises the loss most.
-    Returns the attacked model (exactly ``n_flips`` distinct bits flipped), the loss on (x, y) after each
-    flip, and the flips in order as (tensor name, index, bit): ``apply_flips(model, flips[:k])`` is the
-    model after k flips, so one run serves every flip count (score them on data the attack did not see)."""
+    Returns the attack as a direction (exactly ``n_flips`` distinct bits flipped), the loss on (x, y) after
+    each flip, and the flips in order as (tensor name, index, bit): ``flip_direction(model, flips[:k])`` is
+    the attack after k flips, so one run serves every flip count (score them on data the attack did not
+    see)."""
     n_flips = checks.integer("n_flips", n_flips, minimum=0)
     state = int8_codes(model)
     n_bits = 8 * sum(q.numel() for q, _ in state.values())
@@ -129,4 +137,4 @@ def bit_flip_attack(
         done[name][pos] = True
         history.append(loss)
         flips.append((name, pos // 8, pos % 8))
-    return with_codes(model, state), history, flips
+    return _direction(model, state), history, flips

@@ -129,11 +129,12 @@ def batch(
 ) -> None:
     """A non-empty batch of finite floating-point inputs ``(N, ...)`` and, if given, its labels: a 1-D
     integer (int64) tensor of the same length with values in [0, num_classes). ``unit_box`` also asks for
-    inputs in [0, 1], the box that perturbation budgets are measured in."""
+    inputs in [0, 1], the box that perturbation budgets are measured in (up to 10⁻⁶, so that x + δ of an
+    attack whose x' lies in the box passes although x + (x' − x) can round one ulp past it)."""
     tensor(x_name, x, min_dim=2)
     if len(x) == 0:
         raise ValueError(f"{x_name} must hold at least one sample, got shape {tuple(x.shape)}")
-    if unit_box and (x.min() < 0 or x.max() > 1):
+    if unit_box and (x.min() < -1e-6 or x.max() > 1 + 1e-6):
         raise ValueError(f"{x_name} must lie in [0, 1] (budgets are in pixel units of images in [0, 1]); "
                          f"got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
     if y is not None:

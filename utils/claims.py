@@ -1,12 +1,15 @@
 """Verified claims: every statement a chapter makes about its results is checked in code.
 
-A chapter calls :func:`begin_chapter` once, :func:`claim` for each statement, and :func:`end_chapter` in
-its last cell. A claim has a stable ``id`` (the synthesis looks claims up by it) and is checked by one or
-more :class:`Bound` objects — a measured value, a limit and where the limit comes from (``theory: …``,
-``literature: …``, ``design: …`` or ``seeds: …``, the latter for limits set outside the range observed
-over seeds 0–9) — or, for exact checks, by a plain ``bool``. A claim that holds is printed with its
-evidence; one that does not raises :class:`ClaimFailed`. Both are written, atomically, to the chapter's
-record (:mod:`utils.records`), so that a chapter stopped by a failed claim or an error shows as such.
+A chapter's first cell starts its record (``setups.start``, :func:`utils.records.begin`), each claim cell
+calls :func:`claim`, and its last cell :func:`end_chapter`. A claim is a *finding*, which must hold at any
+seed and on any machine; a hypothesis's *prediction*, which may come out either way, is recorded by
+:func:`utils.predictions.predict` instead. A claim has a stable ``id`` and is checked by one or more
+:class:`Bound` objects — a measured value, a limit and where the limit comes from (``theory: …``,
+``literature: …``, ``design: …`` or ``seeds: …``, the latter for limits set outside the range observed over
+seeds 0–9 and then frozen) — or, for exact checks, by a plain ``bool``. A claim that holds is printed with
+its evidence; one that does not raises :class:`ClaimFailed`. Both are written to the chapter's record
+(:mod:`utils.records`), so that a chapter stopped by a failed claim or an error shows as such; a claim cell
+run twice replaces its own entry.
 
 With ``BOOK_CLAIMS=record-only`` (set by the full-scale smoke test, which runs chapters on sizes too small
 to judge them) a claim that does not hold is printed as not judged and recorded, instead of raising.
@@ -14,35 +17,17 @@ to judge them) a claim that does not hold is printed as not judged and recorded,
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
-import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import checks, config
-from .records import notebook_digest, record_path
-
-HYPOTHESES = tuple(f"H{i}" for i in range(1, 8))
-HYPOTHESES_TEXT = {  # the book's hypotheses, in a few words (the introduction states them in full)
-    "H1": "adversarial directions are rare",
-    "H2": "quantization flips only inputs near a decision boundary",
-    "H3": "wider networks tolerate random weight noise better",
-    "H4": "other weights compensate, so retraining recovers",
-    "H5": "distance to the boundary, in the perturbation's direction, decides",
-    "H6": "random input noise of norm 0.1–1 leaves predictions unchanged (published)",
-    "H7": "quantization error behaves like random noise",
-}
-BASES = ("theory", "literature", "seeds", "design")
-OPS = ("<", "<=", ">", ">=", "between")
-_state: dict[str, Any] = {"path": None, "record": None}
+from . import checks, records
+from .recordformat import BASES, ID, OPS
 
 
 class ClaimFailed(AssertionError):
@@ -78,6 +63,9 @@ class Bound:
             raise ValueError(f"bound {self.name!r}: 'between' needs limit = (low, high)")
         for v in limits:
             checks.number(f"limit of bound {self.name!r}", v)
+        if self.op == "between" and self.limit[0] > self.limit[1]:
+            raise ValueError(f"bound {self.name!r}: 'between' needs low <= high, got {tuple(self.limit)} (a range "
+                             "no value can meet)")
 
     @property
     def holds(self) -> bool:
@@ -122,7 +110,7 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _plain(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A JSON-friendly copy: NumPy/torch scalars become Python numbers (NaN and inf as strings)."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -131,44 +119,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return float(value) if math.isfinite(value) else str(float(value))
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [jsonable(v) for v in value]
     return value if isinstance(value, (str, type(None))) else str(value)
-
-
-def _write(path: Path, record: dict) -> None:
-    """Write a record atomically: to a temporary file in the same folder, then renamed over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def begin_chapter(chapter: str) -> Path:
-    """Start recording the claims of ``chapter`` (e.g. ``"01_decision_boundaries"``) at the current scale
-    and seed, replacing its old record; the record says ``running`` until :func:`end_chapter`."""
-    path = record_path(chapter)
-    record = {"chapter": chapter, "scale": config.SCALE, "seed": config.SEED, "digest": notebook_digest(chapter),
-              "status": "running", "claims": []}
-    _write(path, record)
-    _state.update(path=path, record=record)
-    return path
-
-
-def end_chapter() -> None:
-    """Mark the current chapter's record complete (its last cell calls this)."""
-    if _state["record"] is None:
-        raise RuntimeError("end_chapter() needs begin_chapter() first")
-    if _state["record"]["status"] == "running":
-        _state["record"]["status"] = "complete"
-    _write(_state["path"], _state["record"])
 
 
 def _bounds(holds: Any) -> tuple[bool, list[Bound]]:
@@ -183,51 +137,52 @@ def _bounds(holds: Any) -> tuple[bool, list[Bound]]:
     raise TypeError(f"holds must be True/False, a claims.Bound or a non-empty sequence of Bounds, got {holds!r}")
 
 
+def checked_id(id: str) -> str:  # noqa: A002
+    """``id`` if it is a claim or prediction id of one of the book's chapters (``ch<N>.<words-with-dashes>``)."""
+    if not isinstance(id, str) or not ID.fullmatch(id):
+        raise ValueError(f"id must look like 'ch<chapter>.<words-with-dashes>', got {id!r}")
+    records.chapter_of(id)
+    return id
+
+
+def evidence_line(bounds: Sequence[Bound], evidence: Mapping[str, Any] | str) -> str:
+    """The bounds and the further evidence, as one line."""
+    parts = [b.text() for b in bounds]
+    parts += [evidence] if isinstance(evidence, str) else [f"{k} = {_format(v)}" for k, v in evidence.items()]
+    return "; ".join(parts)
+
+
+def checked_evidence(evidence: Mapping[str, Any] | str | None) -> Mapping[str, Any] | str:
+    """Further evidence: a mapping name → value or a sentence (None: nothing further)."""
+    if evidence is not None and not isinstance(evidence, (str, Mapping)):
+        raise TypeError(f"evidence must be a mapping, a string or None, got {type(evidence).__name__}")
+    return {} if evidence is None else evidence
+
+
 def claim(
     statement: str,
     holds: bool | Bound | Sequence[Bound],
     evidence: Mapping[str, Any] | str | None = None,
     *,
     id: str,  # noqa: A002 (the claim's identifier, the name a reader expects)
-    hypotheses: Sequence[str] = (),
 ) -> None:
     """Check, print and record one claim; raise :class:`ClaimFailed` if it does not hold.
 
     ``id`` is the claim's stable identifier (e.g. ``"ch2.noise-vs-pgd"``); ``holds`` is a real truth
     value, a :class:`Bound` or a sequence of them (all must hold); ``evidence`` holds further numbers
-    (a mapping name → value, or a sentence); ``hypotheses`` names the hypotheses it bears on.
+    (a mapping name → value, or a sentence). The chapter must have been started (``setups.start``).
     """
     if not isinstance(statement, str) or not statement.strip():
         raise ValueError("statement must be a non-empty string")
-    if not isinstance(id, str) or not re.fullmatch(r"ch\d\.[a-z0-9][a-z0-9\-]*", id):
-        raise ValueError(f"id must look like 'ch<chapter>.<words-with-dashes>', got {id!r}")
-    if evidence is not None and not isinstance(evidence, (str, Mapping)):
-        raise TypeError(f"evidence must be a mapping, a string or None, got {type(evidence).__name__}")
+    checked_id(id)
+    evidence = checked_evidence(evidence)
     ok, bounds = _bounds(holds)
-    hypotheses = [hypotheses] if isinstance(hypotheses, str) else list(hypotheses)
-    unknown = [h for h in hypotheses if h not in HYPOTHESES]
-    if unknown:
-        raise ValueError(f"unknown hypotheses {unknown}; allowed: {', '.join(HYPOTHESES)}")
-    evidence = evidence if evidence is not None else {}
-    parts = [b.text() for b in bounds]
-    parts += [evidence] if isinstance(evidence, str) else [f"{k} = {_format(v)}" for k, v in evidence.items()]
-    shown = "; ".join(parts)
-    entry = {"id": id, "statement": statement, "holds": ok, "hypotheses": hypotheses,
-             "bounds": [_plain(asdict(b)) for b in bounds], "evidence": _plain(evidence)}
-    record = _state["record"]
-    if record is not None:
-        if any(c["id"] == id for c in record["claims"]):
-            raise ValueError(f"claim id {id!r} is used twice in {record['chapter']}")
-        record["claims"].append(entry)
-        if not ok:
-            record["status"] = "failed"
-        _write(_state["path"], record)
-    tags = f"[{', '.join(hypotheses)}] " if hypotheses else ""
+    shown = evidence_line(bounds, evidence)
+    records.add("claims", {"id": id, "statement": statement, "holds": ok,
+                           "bounds": [jsonable(asdict(b)) for b in bounds], "evidence": jsonable(evidence)})
     if not ok:
         if os.environ.get("BOOK_CLAIMS") == "record-only":
-            print(f"✘ not judged here [{id}] {tags}{statement}\n    evidence: {shown}")
+            print(f"✘ not judged here [{id}] {statement}\n    evidence: {shown}")
             return
-        raise ClaimFailed(f"[{id}] {tags}{statement} — does NOT hold; evidence: {shown}")
-    print(f"✔ verified {tags}{statement}\n    evidence: {shown}")
-
-
+        raise ClaimFailed(f"[{id}] {statement} — does NOT hold; evidence: {shown}")
+    print(f"✔ verified: {statement}\n    evidence: {shown}")

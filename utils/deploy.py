@@ -12,6 +12,9 @@ import torch
 from torch import nn
 
 from . import checks
+from .quant import MinMax, QuantSpec
+
+ONNX_INT8 = QuantSpec(8)  # symmetric int8 weights, one scale per tensor: ONNX Runtime's dynamic quantization default
 
 
 def _median_ms(run, *, repeats: int, budget_s: float) -> tuple[float, int]:
@@ -28,18 +31,24 @@ def _median_ms(run, *, repeats: int, budget_s: float) -> tuple[float, int]:
 
 
 def onnx_benchmark(
-    model: nn.Module, x: torch.Tensor, folder: str | os.PathLike[str], *, threads: int = 2, batch: int = 64,
-    n_agree: int = 500, repeats: int = 30, budget_s: float = 3.0,
+    model: nn.Module, x: torch.Tensor, folder: str | os.PathLike[str], *, spec: QuantSpec = ONNX_INT8,
+    threads: int = 2, batch: int = 64, n_agree: int = 500, repeats: int = 30, budget_s: float = 3.0,
 ) -> list[dict[str, float | str]]:
-    """Export ``model`` to ONNX, quantize it with ONNX Runtime's dynamic int8 quantization (int8 weights;
-    activations quantized on the fly), and measure for both models, on ``threads`` CPU threads: the file
-    size, the median latency of one sample and of a batch of ``batch`` samples (at least 3 and at most
-    ``repeats`` timed runs, within about ``budget_s`` seconds each), and how often the int8 model's
-    prediction agrees with the float one's on the first ``n_agree`` samples of x."""
+    """Export ``model`` to ONNX, quantize it with ONNX Runtime's dynamic quantization — weights on the grid
+    ``spec`` (8 bits, min-max, round-to-nearest; symmetric → int8 codes, asymmetric → uint8; per tensor, ONNX
+    Runtime's default, or per output channel), activations quantized on the fly — and measure for both
+    models, on ``threads`` CPU threads: the file size, the median latency of one sample and of a batch of
+    ``batch`` samples (at least 3 and at most ``repeats`` timed runs, within about ``budget_s`` seconds
+    each), and how often the int8 model's prediction agrees with the float one's on the first ``n_agree``
+    samples of x."""
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if not isinstance(spec, QuantSpec):
+        raise TypeError(f"spec must be a quant.QuantSpec, got {spec!r}")
+    if spec.bits != 8 or spec.calibration != MinMax() or spec.rounding != "nearest":
+        raise ValueError(f"ONNX Runtime's integer kernels take 8-bit min-max weights rounded to nearest; got {spec}")
     checks.model("model", model)
     checks.batch(x)
     threads, batch = checks.integer("threads", threads), checks.integer("batch", batch)
@@ -53,7 +62,9 @@ def onnx_benchmark(
     torch.onnx.export(cpu_model, (xs[:1],), paths["float32"], input_names=["x"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)
     quant_pre_process(str(paths["float32"]), str(paths["prepared"]))
-    quantize_dynamic(str(paths["prepared"]), str(paths["int8"]), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(paths["prepared"]), str(paths["int8"]), per_channel=spec.per_channel,
+                     weight_type=QuantType.QInt8 if spec.symmetric else QuantType.QUInt8,
+                     extra_options={"WeightSymmetric": spec.symmetric})
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     sample = xs[:n_agree].numpy()

@@ -1,45 +1,138 @@
-"""The synthesis's evidence: each hypothesis's verdict and deciding numbers, computed from claim records.
+"""The synthesis's verdicts, computed from the recorded predictions — never typed.
 
-A :class:`Test` says which recorded claims a hypothesis rests on (``supports``), which claims mark where it
-stops holding (``limits``, each with a short label shown only when the claim is recorded and holds), and
-which bound values decide it (``numbers``). :func:`judge` turns the records into a verdict — never typed —
-and :func:`section_of` finds where in the book a claim is made.
+Every prediction (:mod:`utils.predictions`) names its hypothesis. For one hypothesis, :func:`judge` reads
+the predictions recorded at a scale over the replications (seeds) and decides:
+
+- each prediction is **confirmed** (confirmed at every seed where it had power), **refuted** (refuted at every
+  such seed), **split** (confirmed at some seeds, refuted at others) or **untested** (no power at any seed);
+- the hypothesis is **supported** when every tested prediction is confirmed, **refuted** when every tested
+  one is refuted, **mixed** otherwise — with the scope where each part holds — and **not tested at this
+  scale** when no prediction had power (or none was recorded);
+- every verdict is **unverified** while a chapter's record at the current seed is missing, stale, incomplete
+  or unreadable: nothing can be said until the chapter is run.
+
+:func:`section_of` finds where in the book a prediction or claim is made.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import checks, config, records
+from .hypotheses import HYPOTHESES
+
+VERDICTS = ("supported", "refuted", "mixed", "not tested at this scale")
 
 
 @dataclass(frozen=True)
-class Number:
-    """One deciding number: the bound ``bound`` of claim ``claim``, shown as ``label`` with ``fmt``."""
+class Judged:
+    """One prediction across the replications: its ``outcome`` over them (confirmed, refuted, split or
+    untested), per seed what it was, and its test bounds' values (``values[name][seed]``)."""
 
-    claim: str
-    bound: str
-    label: str
-    fmt: str = "{:.3g}"
+    id: str
+    statement: str
+    scope: str
+    outcome: str
+    per_seed: dict[int, str]
+    values: dict[str, dict[int, float]]
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class Test:
-    """How a hypothesis is decided: the claims it rests on, its deciding numbers, the claims that limit it
-    (id → label) and its ``scope``, a short description of what was tested (the design, not a result)."""
+class Verdict:
+    """A hypothesis's verdict, the predictions it rests on, and where they are made."""
 
-    supports: tuple[str, ...]
-    numbers: tuple[Number, ...]
-    limits: dict[str, str] = field(default_factory=dict)
-    scope: str = ""
+    hypothesis: str
+    verdict: str
+    predictions: tuple[Judged, ...]
+    where: tuple[str, ...]
+
+    def scope(self) -> str:
+        """For a mixed verdict, where each part holds; otherwise what was tested."""
+        parts = {o: [p.scope for p in self.predictions if p.outcome == o and p.scope] for o in
+                 ("confirmed", "refuted", "split", "untested")}
+        if self.verdict == "mixed":
+            text = [f"holds: {'; '.join(parts['confirmed'])}" if parts["confirmed"] else "",
+                    f"fails: {'; '.join(parts['refuted'])}" if parts["refuted"] else "",
+                    f"depends on the replication: {'; '.join(parts['split'])}" if parts["split"] else ""]
+            return " — ".join(t for t in text if t)
+        return "; ".join(dict.fromkeys(p.scope for p in self.predictions if p.scope))
+
+    def numbers(self, seed: int, fmt: str = "{:.3g}") -> list[str]:
+        """Each prediction's first test value at ``seed``, its range over the replications and its outcome."""
+        out = []
+        for p in self.predictions:
+            name = p.names[0]
+            values = p.values.get(name, {})
+            shown = fmt.format(values[seed]) if seed in values else "—"
+            if len(values) > 1:
+                shown += f" ({fmt.format(min(values.values()))}–{fmt.format(max(values.values()))} over " \
+                         f"{len(values)} seeds)"
+            tally = {o: sum(v == o for v in p.per_seed.values()) for o in ("confirmed", "refuted", "untested")}
+            out.append(f"{name}: {shown} — {p.outcome}"
+                       + (f" ({tally['confirmed']} confirmed, {tally['refuted']} refuted of {len(p.per_seed)})"
+                          if p.outcome == "split" else ""))
+        return out
 
 
-def section_of(claim_id: str) -> str:
-    """"§x.y" of the chapter section whose code makes the claim (from the chapter notebook's headings)."""
-    chapter = records.chapter_of(claim_id)
+def _judged(entry: dict[str, Any]) -> Judged:
+    """One prediction's outcome over the seeds it was recorded at."""
+    decided = [o for o in entry["held"].values() if o != "untested"]
+    if not decided:
+        outcome = "untested"
+    elif all(o == "confirmed" for o in decided):
+        outcome = "confirmed"
+    elif all(o == "refuted" for o in decided):
+        outcome = "refuted"
+    else:
+        outcome = "split"
+    names = tuple(b["name"] for b in entry["bounds"])
+    return Judged(entry["id"], entry["statement"], entry["scope"], outcome, dict(entry["held"]), entry["values"], names)
+
+
+def _decide(predictions: Sequence[Judged]) -> str:
+    """The verdict from the predictions' outcomes (see the module's docstring)."""
+    tested = [p.outcome for p in predictions if p.outcome != "untested"]
+    if not tested:
+        return "not tested at this scale"
+    if all(o == "confirmed" for o in tested):
+        return "supported"
+    if all(o == "refuted" for o in tested):
+        return "refuted"
+    return "mixed"
+
+
+def judge(hypothesis: str, *, seeds: Sequence[int] = tuple(range(10)), scale: str | None = None,
+          seed: int | None = None, root: str | None = None, chapters: Sequence[str] | None = None) -> Verdict:
+    """The verdict on ``hypothesis`` from the predictions recorded at ``scale`` (default: the current one)
+    over ``seeds``; ``unverified`` unless every chapter of ``chapters`` (default: every chapter but the
+    synthesis and those after it) has a current, complete record at ``seed`` (default: the current one)."""
+    checks.one_of("hypothesis", hypothesis, tuple(HYPOTHESES))
+    scale = config.read_scale(scale) if scale is not None else config.SCALE
+    seed = config.read_seed(seed) if seed is not None else config.SEED
+    chapters = list(chapters) if chapters is not None else evidence_chapters()
+    states = records.status(chapters, scale=scale, seed=seed, root=root)
+    found = records.across_seeds(sorted({*seeds, seed}), kind="predictions", scale=scale, root=root)
+    judged = tuple(_judged(e) for e in found.values() if e["hypothesis"] == hypothesis and e["chapter"] in chapters)
+    not_ok = [row["chapter"] for row in states if row["state"] != "ok"]
+    verdict = f"unverified: run {', '.join(f'chapters/{c}.ipynb' for c in not_ok)}" if not_ok else _decide(judged)
+    where = tuple(sorted({section_of(p.id) for p in judged}, key=_section_key))
+    return Verdict(hypothesis, verdict, judged, where)
+
+
+def evidence_chapters() -> list[str]:
+    """The chapters whose predictions the synthesis judges: those before the synthesis chapter."""
+    synthesis = next((c for c in records.CHAPTERS if c.endswith("_synthesis")), None)
+    return list(records.CHAPTERS[:records.CHAPTERS.index(synthesis)] if synthesis else records.CHAPTERS)
+
+
+def section_of(entry_id: str) -> str:
+    """"§x.y" of the chapter section whose code makes the claim or prediction (from the notebook's headings)."""
+    chapter = records.chapter_of(entry_id)
     path = config.resolve("chapters") / f"{chapter}.ipynb"
     section = f"ch. {int(chapter[:2])}"
     if not path.is_file():
@@ -49,59 +142,9 @@ def section_of(claim_id: str) -> str:
         if cell["cell_type"] == "markdown":
             found = re.findall(r"^## (\d+\.\d+)", text, flags=re.M)
             section = f"§{found[-1]}" if found else section
-        elif f'id="{claim_id}"' in text:
+        elif f'id="{entry_id}"' in text:
             return section
     return section
-
-
-def _bound(claim: dict[str, Any] | None, name: str) -> float | None:
-    """The value of the bound ``name`` in a recorded claim (None if absent)."""
-    for b in (claim or {}).get("bounds", []):
-        if b["name"] == name:
-            return float(b["value"])
-    return None
-
-
-def judge(test: Test, *, seeds: tuple[int, ...] = tuple(range(10)), scale: str | None = None,
-          seed: int | None = None) -> dict[str, Any]:
-    """The verdict, its limits and its deciding numbers for one hypothesis, from the records of ``scale`` and
-    ``seed`` (default: the current ones) and, for the spread, of every seed in ``seeds`` that is recorded.
-
-    Verdicts: ``unverified`` (a supporting claim is missing, stale or its chapter did not complete),
-    ``not supported`` (a supporting claim failed), ``supported at this seed only`` (it failed at another
-    recorded seed), else ``supported`` — ``with limits`` when limiting claims hold."""
-    if not isinstance(test, Test):
-        raise TypeError(f"test must be an evidence.Test, got {type(test).__name__}")
-    scale = config.read_scale(scale) if scale is not None else config.SCALE
-    seed = config.read_seed(seed) if seed is not None else config.SEED
-    seeds = tuple(checks.integer("seeds[]", s, minimum=0) for s in seeds)
-    ids = {*test.supports, *test.limits, *(n.claim for n in test.numbers)}
-    chapters = {records.chapter_of(i) for i in ids}
-    states = {row["chapter"]: row["state"] for row in records.status(sorted(chapters), scale=scale, seed=seed)}
-    recorded = {c["id"]: c for ch in chapters if states[ch] != "missing"
-                for c in records.read_claims(ch, scale=scale, seed=seed)}
-    found = {i: recorded[i] if i in recorded and recorded[i]["holds"] else None for i in ids}
-    others = records.across_seeds(seeds, scale=scale)
-    unverified = sorted({records.chapter_of(i) for i in test.supports} & {c for c, s in states.items()
-                                                                         if s in ("missing", "stale", "incomplete")})
-    if unverified:
-        verdict = f"unverified: run {', '.join(f'chapters/{c}.ipynb' for c in unverified)}"
-    elif any(found[i] is None for i in test.supports):
-        verdict = "not supported"
-    elif any(not all(others[i]["held"].values()) for i in test.supports if i in others):
-        verdict = "supported at this seed only"
-    else:
-        verdict = "supported with limits" if any(found[i] for i in test.limits) else "supported"
-    numbers = []
-    for n in test.numbers:
-        value = _bound(found[n.claim], n.bound)
-        spread = list(others.get(n.claim, {}).get("values", {}).get(n.bound, {}).values())
-        shown = "—" if value is None else n.fmt.format(value)
-        if len(spread) > 1:
-            shown += f" ({n.fmt.format(min(spread))}–{n.fmt.format(max(spread))} over {len(spread)} seeds)"
-        numbers.append(f"{n.label}: {shown}")
-    return {"verdict": verdict, "limits": [label for i, label in test.limits.items() if found[i]],
-            "numbers": numbers, "where": sorted({section_of(i) for i in test.supports}, key=_section_key)}
 
 
 def _section_key(section: str) -> tuple[int, int]:

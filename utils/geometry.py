@@ -1,5 +1,6 @@
 """Decision-boundary geometry: logit margins, distances to the boundary along given directions, and the
-exact distance for linear classifiers.
+exact distance for linear classifiers (the figure of decision regions is chapter 1's,
+:func:`utils.chapters.ch01_decision_boundaries.plot_decision_boundary`).
 
 A point x with prediction ŷ = argmax_k f(x)_k is flipped by a step t·u (‖u‖₂ = 1) when
 argmax_k f(x + t u)_k ≠ ŷ. :func:`distance_along` finds the smallest such t for many points and many
@@ -10,15 +11,14 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy import stats
 from torch import nn
 
-from . import checks, config, plotting
-from .models import MLP
-from .train import logits, predict
+from . import checks, config
+from .budgets import sample_sphere
+from .outputs import logits, predict_unchecked
 
 
 def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,18 +62,6 @@ def margin_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return grad.to(x.device)
 
 
-def sample_sphere(n: int, shape: tuple[int, ...], *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` directions drawn uniformly from the unit L2 sphere in ℝ^{prod(shape)}: u = g/‖g‖, g ~ N(0, I),
-    on the generator's device (default: the book's stream on the CPU)."""
-    n = checks.integer("n", n)
-    if not isinstance(shape, tuple) or not shape:
-        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape!r}")
-    shape = tuple(checks.integer(f"shape[{i}]", s) for i, s in enumerate(shape))
-    gen = config.resolve_generator(generator)
-    g = torch.randn(n, *shape, generator=gen, device=gen.device)
-    return g / g.flatten(1).norm(dim=1).view(-1, *[1] * len(shape))
-
-
 def distance_along(
     model: nn.Module,
     x: torch.Tensor,
@@ -95,6 +83,7 @@ def distance_along(
     """
     checks.model("model", model)
     checks.batch(x)
+    checks.accepts(model, x)
     checks.tensor("directions", directions)
     max_radius = checks.positive("max_radius", max_radius)
     min_radius = checks.number("min_radius", min_radius, low=0.0, high=max_radius, low_open=True, high_open=True)
@@ -114,11 +103,11 @@ def distance_along(
         raise ValueError("directions must be non-zero vectors (a zero direction has no line to walk)")
     u = (dirs / norms.view(*norms.shape, *[1] * (dirs.dim() - 2))).flatten(0, 1)
     origin = x.repeat_interleave(k, dim=0)
-    label = predict(model, x, batch_size=batch_size).repeat_interleave(k)
+    label = predict_unchecked(model, x, batch_size).repeat_interleave(k)
     bcast = (-1, *[1] * (x.dim() - 1))
 
-    def flips(rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return predict(model, origin[rows] + t.view(bcast) * u[rows], batch_size=batch_size) != label[rows]
+    def flips(rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # inputs checked above: the unchecked kernel
+        return predict_unchecked(model, origin[rows] + t.view(bcast) * u[rows], batch_size) != label[rows]
 
     grid = torch.logspace(math.log10(min_radius), math.log10(max_radius), n_scan, dtype=x.dtype, device=x.device)
     hi = torch.full((len(u),), math.inf, dtype=x.dtype, device=x.device)
@@ -191,11 +180,11 @@ def normal_and_random_radii(
     return r_normal, line_distance(model, x, dirs.view(len(x), n_directions, *x.shape[1:]), **kwargs)
 
 
-def linear_boundary(model: MLP) -> tuple[torch.Tensor, torch.Tensor]:
+def linear_boundary(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(w, b) of a two-class linear model in input coordinates: f(x)₁ − f(x)₀ = wᵀx + b, with the model's
     normalization folded in (w = (W₁ − W₀)/σ, b = b₁ − b₀ − wᵀμ)."""
-    layers = [m for m in model.layers if isinstance(m, nn.Linear)] if isinstance(model, MLP) else []
-    if len(layers) != 1 or layers[0].out_features != 2:
+    layers = [m for m in getattr(model, "layers", ()) if isinstance(m, nn.Linear)]  # a utils.models.MLP's
+    if len(layers) != 1 or layers[0].out_features != 2 or not hasattr(model, "normalize"):
         raise ValueError("model must be a two-class linear MLP (hidden=() and num_classes=2) for linear_boundary")
     lin, norm = layers[0], model.normalize
     with torch.no_grad():
@@ -211,43 +200,3 @@ def hyperplane_distance(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | floa
     if x.dim() != 2 or w.dim() != 1 or x.shape[1] != w.shape[0]:
         raise ValueError(f"need x shaped (N, D) and w shaped (D,), got {tuple(x.shape)} and {tuple(w.shape)}")
     return (x @ w + b).abs() / w.norm()
-
-
-def plot_decision_boundary(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    ax: plt.Axes | None = None,
-    shade: str = "class",
-    resolution: int = 250,
-    title: str | None = None,
-) -> plt.Axes:
-    """Decision regions of a model on 2-D inputs, its boundary (black line) and the data points.
-
-    ``shade="class"`` colours each region by its predicted class; ``shade="margin"`` shows the logit
-    margin z₍₁₎ − z₍₂₎ instead (dark near the boundary).
-    """
-    checks.batch(x, y)
-    if x.shape[1] != 2:
-        raise ValueError(f"x must hold 2-D points to plot decision regions, got {x.shape[1]}-D inputs")
-    checks.one_of("shade", shade, ("class", "margin"))
-    resolution = checks.integer("resolution", resolution, minimum=2)
-    ax = ax or plt.subplots()[1]
-    lo, hi = x.min(0).values - 0.05, x.max(0).values + 0.05
-    g0, g1 = (torch.linspace(lo[i].item(), hi[i].item(), resolution) for i in range(2))
-    grid = torch.cartesian_prod(g0, g1)
-    cls = predict(model, grid).view(resolution, resolution).T.numpy()
-    xs, ys = g0.numpy(), g1.numpy()
-    k = int(max(cls.max(), y.max().item())) + 1
-    if shade == "class":
-        ax.contourf(xs, ys, cls, levels=np.arange(k + 1) - 0.5, colors=plotting.class_colors(k), alpha=0.25)
-    else:
-        m = margin(model, grid).view(resolution, resolution).T.numpy()
-        im = ax.pcolormesh(xs, ys, m, cmap="magma", shading="auto")
-        plt.colorbar(im, ax=ax, label="logit margin $z_{(1)} - z_{(2)}$")
-    ax.contour(xs, ys, cls, levels=np.arange(k - 1) + 0.5, colors="black", linewidths=1.2)
-    ax.scatter(*x.T.numpy(), c=[plotting.class_colors(k)[i] for i in y.tolist()], s=8, edgecolors="white",
-               linewidths=0.3)
-    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title, aspect="equal")
-    return ax

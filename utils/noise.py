@@ -1,8 +1,8 @@
 """Random input perturbations of an exact size, and how often they change a prediction.
 
-Budgets ε are in pixel units, in the L2 norm ‖δ‖₂ = (Σᵢ δᵢ²)^½ or the L∞ norm ‖δ‖∞ = maxᵢ |δᵢ|, over the
-D = prod(x.shape[1:]) coordinates of one sample. Everything works on a whole batch at once; random numbers
-are drawn on the generator's device.
+Budgets ε are in pixel units (:mod:`utils.budgets`). Everything works on a whole batch at once; random
+numbers are drawn on the generator's device. Each kind of noise is registered as an input perturbation
+(:mod:`utils.perturbations`) under its name: ``sphere``, ``ball``, ``gaussian``, ``sign``.
 """
 
 from __future__ import annotations
@@ -12,33 +12,11 @@ import math
 import torch
 from torch import nn
 
-from . import checks, config
-from .geometry import sample_sphere
-from .train import predict
+from . import checks, config, perturbations
+from .budgets import NORMS, per_sample, sample_sphere
+from .outputs import predict_unchecked
 
-NORMS = ("l2", "linf")
 KINDS = ("sphere", "ball", "gaussian", "sign")
-
-
-def per_sample(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """ε as a tensor broadcastable against x, shape (N, 1, …, 1); ε ≥ 0 a number or one value per sample."""
-    if not isinstance(eps, (torch.Tensor, float, int)) or isinstance(eps, bool):
-        raise TypeError(f"eps must be a number or a 1-D tensor with one value per sample, got {eps!r}")
-    eps_t = torch.as_tensor(eps, dtype=x.dtype).to(x.device)
-    if eps_t.dim() > 1 or (eps_t.dim() == 1 and len(eps_t) != len(x)):
-        raise ValueError(f"eps must be a number or a 1-D tensor with one value per sample ({len(x)}), "
-                         f"got shape {tuple(eps_t.shape)}")
-    if not torch.isfinite(eps_t).all() or (eps_t < 0).any():
-        raise ValueError(f"eps must be finite and >= 0, got {eps}")
-    return eps_t.expand(len(x)).reshape(-1, *[1] * (x.dim() - 1))
-
-
-def norms(delta: torch.Tensor, norm: str = "l2") -> torch.Tensor:
-    """Per-sample size of a batch of perturbations: ‖δᵢ‖₂ or ‖δᵢ‖∞, shape (N,)."""
-    checks.one_of("norm", norm, NORMS)
-    checks.tensor("delta", delta, min_dim=1, finite=False)
-    flat = delta.flatten(1)
-    return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
 
 
 def random_perturbation(
@@ -63,7 +41,12 @@ def random_perturbation(
     checks.batch(x)
     checks.one_of("norm", norm, NORMS)
     checks.one_of("kind", kind, KINDS)
-    e = per_sample(eps, x)
+    return _random_perturbation(x, per_sample(eps, x), norm, kind, generator)
+
+
+def _random_perturbation(x: torch.Tensor, e: torch.Tensor, norm: str, kind: str,
+                         generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`random_perturbation` without the checks, with ε already shaped by :func:`budgets.per_sample`."""
     gen = config.resolve_generator(generator, x.device)
     n, shape, d = len(x), tuple(x.shape[1:]), x[0].numel()
     draw = {"generator": gen, "device": gen.device, "dtype": x.dtype}
@@ -97,9 +80,28 @@ def random_flip_fraction(
     """Per sample, the fraction of ``n_draws`` random perturbations (:func:`random_perturbation`) of size
     ``eps`` (a number or one per sample) that change the prediction; shape (N,)."""
     n_draws = checks.integer("n_draws", n_draws)
+    checks.model("model", model)
     checks.batch(x)
-    e = per_sample(eps, x).flatten().repeat_interleave(n_draws)
+    checks.accepts(model, x)
+    checks.one_of("norm", norm, NORMS)
+    checks.one_of("kind", kind, KINDS)
     xr = x.repeat_interleave(n_draws, dim=0)
-    moved = xr + random_perturbation(xr, e, norm=norm, kind=kind, generator=generator)
-    flipped = predict(model, moved) != predict(model, x).repeat_interleave(n_draws)
+    e = per_sample(eps, x).flatten().repeat_interleave(n_draws)
+    moved = xr + _random_perturbation(xr, per_sample(e, xr), norm, kind, generator)
+    flipped = predict_unchecked(model, moved) != predict_unchecked(model, x).repeat_interleave(n_draws)
     return flipped.view(len(x), n_draws).float().mean(dim=1)
+
+
+def _register(kind: str) -> None:
+    """Register noise of ``kind`` as the input perturbation of that name."""
+
+    def method(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float | torch.Tensor, *,
+               norm: str, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_perturbation(x, eps, norm=norm, kind=kind, generator=generator)
+
+    method.__doc__ = f"Random noise of kind {kind!r} (:func:`random_perturbation`); model and y are ignored."
+    perturbations.input_method(kind, random=True)(method)
+
+
+for _kind in KINDS:
+    _register(_kind)

@@ -1,9 +1,10 @@
-"""The chapters' shared setup: which models on which data at which scale, loading them, and each
-chapter's first step (:func:`start`).
+"""The chapters' shared setup: a model trained on a data set (:class:`Setup`), loading the setups a chapter
+studies, and each chapter's first and last steps (:func:`start`, :func:`finish`).
 
-A chapter's parameters cell holds only assignments — ``SCALE``, ``SEED`` and a ``SIZES`` dict per scale —
-so that a reader (or papermill) can change them; the next cell calls :func:`start`, which applies them
-without a kernel restart, and :func:`pick` to read this scale's sizes.
+Which setups a chapter studies is the chapter's own business (its module's ``SETUPS``, one tuple per scale;
+the common choices are here). A chapter's parameters cell holds only assignments — ``SCALE``, ``SEED`` and a
+``SIZES`` dict per scale — so that a reader (or papermill) can change them; the next cell calls
+:func:`start`, which applies them without a kernel restart, and :func:`pick` to read this scale's sizes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checks, claims, config, plotting
+from . import checks, config, plotting, records
 from .data import Dataset, load_dataset
 from .train import pretrained
 
@@ -33,21 +34,19 @@ class Setup:
         return f"{self.model} on {self.dataset}"
 
 
-_DIGITS = (Setup("mlp", "digits"), Setup("cnn", "digits"))
-SETUPS: dict[str, dict[str, tuple[Setup, ...]]] = {
-    "small": {"inputs": _DIGITS, "weights": _DIGITS, "widths": (Setup("mlp", "digits"),),
-              "summary": (Setup("mlp", "digits"),)},
-    "full": {"inputs": (Setup("mlp", "mnist"), Setup("mlp", "fashion-mnist"), Setup("resnet18", "cifar10")),
-             "weights": (Setup("mlp", "mnist"), Setup("resnet18", "cifar10")), "widths": (Setup("mlp", "mnist"),),
-             "summary": (Setup("mlp", "mnist"),)},
-}
-"""For each scale: the setups of the input-space chapter (2), of the weight-space chapters (3–5), of the
-width sweep (chapter 3, its data set) and of the synthesis's summary figure (chapter 6)."""
+PerScale = dict[str, tuple[Setup, ...]]
+DIGITS = (Setup("mlp", "digits"), Setup("cnn", "digits"))
+WEIGHT_SPACE: PerScale = {"small": DIGITS, "full": (Setup("mlp", "mnist"), Setup("resnet18", "cifar10"))}
+"""The setups of the weight-space chapters (3 on): an MLP and a CNN on the digits; the MNIST MLP and the
+CIFAR-10 ResNet-18."""
 
 
-def setups(role: str) -> tuple[Setup, ...]:
-    """The setups of ``role`` (one of ``inputs``, ``weights``, ``widths``, ``summary``) at the current scale."""
-    return SETUPS[config.SCALE][checks.one_of("role", role, tuple(SETUPS["small"]))]
+def setups(per_scale: PerScale) -> tuple[Setup, ...]:
+    """The setups of ``per_scale`` (a chapter's ``SETUPS``: one tuple of setups per scale) at the current scale."""
+    if not isinstance(per_scale, dict) or set(per_scale) != set(config.SCALES) or not all(
+            isinstance(v, tuple) and all(isinstance(s, Setup) for s in v) for v in per_scale.values()):
+        raise ValueError(f"setups must be a dict with one tuple of Setup per scale {config.SCALES}, got {per_scale!r}")
+    return per_scale[config.SCALE]
 
 
 @dataclass
@@ -65,16 +64,18 @@ class Trained:
     y_fit: torch.Tensor
 
 
-def load(role: str, *, n_eval: int | None = None, n_fit: int = 512, seed: int | None = None,
+def load(per_scale: PerScale, *, n_eval: int | None = None, n_fit: int = 512, seed: int | None = None,
          progress: bool = True) -> dict[str, Trained]:
-    """The setups of ``role``, each model trained (or loaded from the cache) with ``seed`` (default: the
-    book's seed; another seed is an independent replication: other data split, weights and order) and
-    moved to :func:`config.device`, with ``n_eval`` test images (None: all; a random choice drawn from the
-    seed otherwise) and ``n_fit`` training images for fitting adversaries."""
+    """The setups of ``per_scale`` at the current scale (:func:`setups`), each model trained (or loaded from
+    the cache) with ``seed`` (default: the book's seed; another seed is an independent replication: other
+    data split, weights and order) and moved to :func:`config.device`, with ``n_eval`` test images (None:
+    all; a random choice drawn from the seed otherwise) and ``n_fit`` training images for fitting
+    adversaries."""
     dev, out, datasets = config.device(), {}, {}
     n_fit = checks.integer("n_fit", n_fit)
+    n_eval = None if n_eval is None else checks.integer("n_eval", n_eval)
     seed = config.SEED if seed is None else checks.integer("seed", seed, minimum=0)
-    for s in setups(role):
+    for s in setups(per_scale):
         if s.dataset not in datasets:
             datasets[s.dataset] = load_dataset(s.dataset, seed=seed)
         data = datasets[s.dataset]
@@ -93,7 +94,7 @@ def start(chapter: str, *, scale: str | None = None, seed: int | None = None) ->
     and warn when the full scale is about to run without a GPU."""
     settings = config.use(scale, seed)
     plotting.set_style()
-    claims.begin_chapter(chapter)
+    records.begin(chapter)
     print(f"scale: {settings.scale} · seed: {settings.seed} · device: {config.device()}")
     config.warn_if_slow()
     return settings
@@ -104,3 +105,8 @@ def pick(sizes: dict[str, dict[str, Any]]) -> SimpleNamespace:
     if not isinstance(sizes, dict) or set(sizes) != set(config.SCALES):
         raise ValueError(f"sizes must be a dict with one entry per scale {config.SCALES}, got {sizes!r}")
     return SimpleNamespace(**sizes[config.SCALE])
+
+
+def finish() -> None:
+    """A chapter's last step: its record is complete (a record without it reads "incomplete")."""
+    records.end()

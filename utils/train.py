@@ -1,4 +1,5 @@
-"""Training, evaluation and the book's trained models.
+"""Training and the book's trained models (and, for the chapters' convenience, the evaluation functions of
+:mod:`utils.outputs`).
 
 ``pretrained(model, dataset)`` trains a model once with the book's recipe and caches its weights
 (:mod:`utils.checkpoints`, under a hash of the whole configuration, the seed included); later calls and
@@ -21,47 +22,11 @@ from tqdm.auto import tqdm
 from . import checkpoints, checks, config
 from .data import Dataset, load_dataset
 from .models import MODELS, build_model
+from .outputs import evaluate, logits, mean_loss, predict  # their home is utils.outputs; named here as DESIGN's API
+
+__all__ = ["RECIPES", "Recipe", "augment_crop_flip", "evaluate", "fit", "logits", "mean_loss", "predict", "pretrained"]
 
 CACHE_FORMAT = 2  # bump when the training code changes what a recipe produces
-
-
-@torch.no_grad()
-def logits(model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-    """Model outputs z = f(x) in eval mode, computed in batches (default: :func:`config.batch`'s
-    ``inference``) on the model's device, returned on x's in at least single precision (half-precision
-    outputs are widened; a double-precision model keeps its precision)."""
-    checks.model("model", model)
-    checks.batch(x)
-    batch_size = config.batch("inference") if batch_size is None else checks.integer("batch_size", batch_size)
-    dev = checks.model_device(model)
-    checks.accepts(model, x)
-    with checks.eval_mode(model):
-        z = torch.cat([model(xb.to(dev)) for xb in x.split(batch_size)])
-        return z.to(x.device, torch.promote_types(z.dtype, torch.float32))
-
-
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-    """Predicted labels argmax_k f(x)_k."""
-    return logits(model, x, batch_size=batch_size).argmax(dim=1)
-
-
-def _labelled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """Logits of (x, y) after checking the labels against the number of classes the model outputs."""
-    checks.batch(x, y)
-    z = logits(model, x, batch_size=batch_size)
-    checks.labels("y", y, len(x), z.shape[1])
-    return z
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> float:
-    """Accuracy: the fraction of samples with argmax_k f(x)_k = y."""
-    return (_labelled(model, x, y, batch_size).argmax(1) == y.to(x.device)).float().mean().item()
-
-
-@config.full_precision()
-def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> float:
-    """Mean cross-entropy L = (1/N) Σᵢ −log softmax(f(xᵢ))_{yᵢ}."""
-    return F.cross_entropy(_labelled(model, x, y, batch_size), y.to(x.device)).item()
 
 
 def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:

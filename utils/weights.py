@@ -1,14 +1,18 @@
 """Weight-space perturbations: the model as a function of its parameters, random and adversarial
-directions, moving the weights along them, and loss-landscape slices.
+moving the weights along a direction, and loss-landscape slices (random and adversarial directions are
+:mod:`utils.directions`').
 
-A *direction* is a dict ``{parameter name: tensor}`` with the shapes of the model's trainable parameters.
-``perturbed(model, d, s)`` moves the weights to θ + s·d and back. Losses are the mean cross-entropy
+A *direction* is a dict ``{parameter name: tensor}`` with the shapes of the model's trainable parameters —
+the one shape of every weight perturbation (:mod:`utils.perturbations`). There are two ways to apply one:
+``applied(model, d, s)`` returns a copy with weights θ + s·d, ``perturbed(model, d, s)`` moves the model's
+own weights there for the duration of a ``with`` block and back. Losses are the mean cross-entropy
 L(θ) = (1/N) Σᵢ −log softmax(f(xᵢ; θ))_{yᵢ} on a fixed batch, computed with ``torch.func`` with the model
 in evaluation mode (batch-norm layers use their running statistics), whatever mode it is in.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,7 +24,8 @@ from torch.func import functional_call, grad, vmap
 from . import checks, config
 
 Direction = dict[str, torch.Tensor]
-NORMALIZATIONS = ("filter", "layer", "none")
+
+
 def parameters_of(model: nn.Module) -> Direction:
     """The trainable parameters θ, detached, by name."""
     checks.model("model", model, trainable=True)
@@ -141,67 +146,6 @@ def minibatch_gradients(
     return vmap(batch_grad, chunk_size=config.batch("probes"))(xb, yb)  # a few minibatches' activations at a time
 
 
-def random_direction(
-    model: nn.Module, *, normalization: str = "filter", generator: torch.Generator | None = None
-) -> Direction:
-    """A Gaussian direction d ~ N(0, I), drawn on the generator's device. ``filter``: each output filter/row
-    dᵢ of a weight tensor rescaled to ‖dᵢ‖ = ‖θᵢ‖ (Li et al., 2018); ``layer``: each weight tensor to
-    ‖d_l‖ = ‖θ_l‖. Both set the entries of 1-D parameters (biases, normalization) to 0. ``none``: raw
-    N(0, I) on every parameter."""
-    checks.one_of("normalization", normalization, NORMALIZATIONS)
-    params = parameters_of(model)
-    gen = config.resolve_generator(generator, checks.model_device(model))
-    out = {}
-    for name, p in params.items():
-        d = torch.randn(p.shape, generator=gen, device=gen.device, dtype=p.dtype).to(p.device)
-        if normalization != "none" and p.dim() < 2:
-            d = torch.zeros_like(p)
-        elif normalization == "filter":
-            d = d * (p.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1)).view(-1, *[1] * (p.dim() - 1))
-        elif normalization == "layer":
-            d = d * p.norm() / d.norm()
-        out[name] = d
-    return out
-
-
-def _rescale(v: Direction, relative: bool, reference: Direction) -> Direction:
-    """Scale v to the unit of its ball: per weight tensor ‖v_l‖ = ‖θ_l‖ (1-D parameters zero) when
-    ``relative``, else ‖v‖ = 1 over all parameters."""
-    if relative:
-        return {n: (t * reference[n].norm() / t.norm().clamp_min(1e-30)) if t.dim() >= 2 else torch.zeros_like(t)
-                for n, t in v.items()}
-    total = flatten(v).norm().clamp_min(1e-30)
-    return {n: t / total for n, t in v.items()}
-
-
-def _project_weights(v: Direction, eps: float, relative: bool, reference: Direction) -> Direction:
-    """The nearest point of the ball: ‖v_l‖ ≤ ε‖θ_l‖ per weight tensor (``relative``), else ‖v‖ ≤ ε."""
-    if relative:
-        return {n: t * torch.clamp(eps * reference[n].norm() / t.norm().clamp_min(1e-30), max=1.0)
-                for n, t in v.items()}
-    shrink = torch.clamp(eps / flatten(v).norm().clamp_min(1e-30), max=1.0)
-    return {n: t * shrink for n, t in v.items()}
-
-
-def adversarial_direction(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, relative: bool = True, steps: int = 5
-) -> Direction:
-    """Adversarial weight perturbation (as in AWP, Wu et al. 2020): gradient ascent on L over (x, y) from θ,
-    v ← Π(v + α·ĝ) with α = 2.5·ε/steps. ``relative``: ĝ_l = g_l·‖θ_l‖/‖g_l‖ per weight tensor and the
-    ball ‖v_l‖ ≤ ε‖θ_l‖ (1-D parameters fixed); else ĝ = g/‖g‖ and the ball ‖v‖ ≤ ε over all parameters.
-    Returned in the ball's unit (:func:`_rescale`), so ``perturbed(model, d, eps)`` applies the attack and
-    has the same per-layer norms as a ``layer``-normalized random direction. Fit it on one split and score
-    it on another to measure an adversary that does not know the test data."""
-    eps, steps = checks.positive("eps", eps), checks.integer("steps", steps)
-    relative = checks.flag("relative", relative)
-    theta, gradient_at = parameters_of(model), gradient_function(model, x, y)
-    v = {n: torch.zeros_like(p) for n, p in theta.items()}
-    for _ in range(steps):
-        step = _rescale(gradient_at({n: theta[n] + v[n] for n in theta}), relative, theta)
-        v = _project_weights({n: v[n] + 2.5 * eps / steps * step[n] for n in v}, eps, relative, theta)
-    return _rescale(v, relative, theta)
-
-
 def difference(model: nn.Module, other: nn.Module) -> Direction:
     """θ_other − θ_model as a direction of ``model`` (e.g. a quantized copy's rounding error), so that
     ``perturbed(model, difference(model, other), 1)`` turns the model into ``other``."""
@@ -209,6 +153,19 @@ def difference(model: nn.Module, other: nn.Module) -> Direction:
     if set(mine) != set(theirs) or any(mine[n].shape != theirs[n].shape for n in mine):
         raise ValueError("model and other must have the same parameters (names and shapes)")
     return {n: theirs[n].to(mine[n].device) - mine[n] for n in mine}
+
+
+def applied(model: nn.Module, direction: Direction, scale: float = 1.0) -> nn.Module:
+    """A copy of ``model`` whose parameters are θ + scale·d (the original is untouched): e.g. the quantized
+    model, ``applied(model, rounding.rounding_error(model, 4))``."""
+    check_direction(model, direction)
+    scale = checks.number("scale", scale)
+    out = copy.deepcopy(model)
+    params = dict(out.named_parameters())
+    with torch.no_grad():
+        for n, d in direction.items():
+            params[n].add_(d.to(params[n].device), alpha=scale)
+    return out
 
 
 @contextmanager
@@ -274,3 +231,4 @@ def loss_surface(
             losses.append(loss)
             accs.append(acc)
     return torch.cat(losses).cpu(), torch.cat(accs).cpu()
+

@@ -1,4 +1,4 @@
-"""Wrong answer to ch5 q1: the "identity" straight-through estimator, x + (Q(x) − x).detach(), whose gradient is 1
+"""Wrong answer to ch6 q1: the "identity" straight-through estimator, x + (Q(x) − x).detach(), whose gradient is 1
 everywhere — also where the weight is clipped and moving it does not move the output. The forward values
 are right."""
 import torch

@@ -1,4 +1,4 @@
-"""Wrong answer to ch5 q2: marks a weight as frozen only where its *rounded* code would fall outside the range,
+"""Wrong answer to ch6 q2: marks a weight as frozen only where its *rounded* code would fall outside the range,
 |x/Δ| > q_max + ½; but the STE's clamp cuts the gradient as soon as |x/Δ| > q_max, so the weights with
 |x/Δ| in (q_max, q_max + ½] are missed (at 2 bits on the MSE grid: 6% counted instead of 25%)."""
 from utils import quant
@@ -9,5 +9,5 @@ def zero_gradient_mask(x, scale, bits):
     return (x / scale).abs() > q_max + 0.5
 
 
-mse_scale, _ = quant.qparams(conv2, 2, per_channel=True, method="mse")  # noqa: F821 (the notebook's conv2)
+mse_scale, _ = quant.qparams(conv2, quant.QuantSpec.for_weights(2, calibration=quant.MSE()))  # noqa: F821
 clipped_fraction_2bit = zero_gradient_mask(conv2, mse_scale, 2).float().mean().item()  # noqa: F821

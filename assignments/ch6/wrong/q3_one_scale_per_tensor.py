@@ -1,4 +1,4 @@
-"""Wrong answer to ch5 q3: one scale α = mean |w| for the whole tensor instead of one per output channel. The
+"""Wrong answer to ch6 q3: one scale α = mean |w| for the whole tensor instead of one per output channel. The
 network still trains (the public test and the accuracy pass), but ŵ is not the per-channel binarization
 asked for: channels with small weights get the same ±α as large ones."""
 import copy
