@@ -62,7 +62,7 @@ def test_modules_stay_small_and_every_public_function_is_documented(path):
 def test_the_chapter_list_is_the_chapter_modules_and_the_table_of_contents_agrees():
     import yaml
 
-    from utils import chapters
+    from utils import contents as chapters
 
     toc = yaml.safe_load((PACKAGE.parent / "_toc.yml").read_text())
     listed = [c["file"].removeprefix("chapters/") for part in toc["parts"] for c in part["chapters"]

@@ -14,7 +14,8 @@ The import graph is one-way, from the foundations up (the README's module table 
 - records of what the chapters found: ``recordformat``, ``records``, ``claims``, ``predictions``, ``evidence``,
   ``reproducibility``;
 - the chapters: ``setups`` (a chapter's first and last steps), ``explorers`` (interactive figures), and
-  ``chapters``, one module per chapter with its setups, drivers and explorer.
+  ``contents`` (the chapter list) and ``utils.chapters``, one module per chapter with its setups, drivers
+  and explorer (imported by the chapter that uses it).
 """
 
 
@@ -22,11 +23,11 @@ from . import (
     attacks,
     bitflips,
     budgets,
-    chapters,
     checkpoints,
     checks,
     claims,
     config,
+    contents,
     curvature,
     data,
     datafiles,
@@ -59,11 +60,11 @@ __all__ = [
     "attacks",
     "bitflips",
     "budgets",
-    "chapters",
     "checkpoints",
     "checks",
     "claims",
     "config",
+    "contents",
     "curvature",
     "data",
     "datafiles",

@@ -15,7 +15,7 @@ import numbers
 import re
 from typing import Any
 
-from . import chapters, config
+from . import config, contents
 from .hypotheses import HYPOTHESES, OUTCOMES
 
 FORMAT = 2
@@ -73,7 +73,7 @@ def validate(record: Any) -> dict[str, Any]:
     if record.get("format") != FORMAT:
         raise ValueError(f"it is in record format {record.get('format', 1)!r}, not {FORMAT} (written by an older "
                          "version of the book)")
-    if record.get("chapter") not in chapters.names() or record.get("scale") not in config.SCALES:
+    if record.get("chapter") not in contents.names() or record.get("scale") not in config.SCALES:
         raise ValueError("its chapter or scale is not one of the book's")
     if isinstance(record.get("seed"), bool) or not isinstance(record.get("seed"), int) or record["seed"] < 0:
         raise ValueError("its seed is not a non-negative integer")

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import chapters, checks, config
+from . import checks, config, contents
 from .recordformat import FORMAT, KINDS, validate
 
-CHAPTERS = chapters.names()
+CHAPTERS = contents.names()
 COMMITTED_DIR = "data/claims"
 _state: dict[str, Any] = {"path": None, "record": None}
 
@@ -195,15 +195,15 @@ def _state_of(chapter: str, path: Path) -> tuple[str, str, dict[str, Any] | None
     return "ok", "ok", record
 
 
-def status(chapters_: Sequence[str], **where: Any) -> list[dict[str, Any]]:
+def status(chapters: Sequence[str], **where: Any) -> list[dict[str, Any]]:
     """For each chapter: its record's state — ``missing``, ``unreadable``, ``failed`` (a claim did not hold),
     ``stale`` (its code changed since), ``incomplete`` (stopped before its end) or ``ok`` — the numbers of
     claims recorded and holding and of predictions, and what to do. ``where`` selects scale, seed and root
     as in :func:`read_claims`."""
-    if isinstance(chapters_, str) or not isinstance(chapters_, Sequence):
-        raise TypeError(f"chapters must be a list of chapter names, got {chapters_!r}")
+    if isinstance(chapters, str) or not isinstance(chapters, Sequence):
+        raise TypeError(f"chapters must be a list of chapter names, got {chapters!r}")
     rows = []
-    for chapter in chapters_:
+    for chapter in chapters:
         state, action, record = _state_of(chapter, record_path(chapter, **where))
         claims = record["claims"] if record else []
         rows.append({"chapter": chapter, "state": state, "claims": len(claims),
@@ -226,7 +226,7 @@ def find(entry_id: str, *, kind: str = "claims", **where: Any) -> dict[str, Any]
 def chapter_of(entry_id: str) -> str:
     """The chapter a claim or prediction id belongs to: ``"ch2.…"`` → ``"02_input_perturbations"``."""
     match = re.fullmatch(r"ch(\d+)\..+", entry_id) if isinstance(entry_id, str) else None
-    by_number = {chapters.number(c): c for c in CHAPTERS}
+    by_number = {contents.number(c): c for c in CHAPTERS}
     if not match or int(match.group(1)) not in by_number:
         raise ValueError(f"an id must look like 'ch<N>.<name>' with N one of the chapters' numbers "
                          f"{sorted(by_number)}, got {entry_id!r}")

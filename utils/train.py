@@ -61,6 +61,7 @@ def fit(
     generator: torch.Generator | None = None,
     progress: bool = True,
     device: torch.device | str | None = None,
+    target_loss: float | None = None,
 ) -> dict[str, list[float]]:
     """Minimize the mean cross-entropy over mini-batches of ``data``'s training set.
 
@@ -68,14 +69,17 @@ def fit(
     and a one-cycle schedule peaking at ``lr``. The data order (and augmentation) is drawn from
     ``generator`` (default: one derived from the book's seed). ``mixed_precision`` runs forward and
     backward passes in bfloat16 autocast on a GPU (ignored on the CPU); convolutional models then use
-    the channels-last memory layout. Returns the per-epoch mean training loss and the final test accuracy;
-    the model is left in eval mode on ``device`` (default :func:`config.device`).
+    the channels-last memory layout. With ``target_loss`` training stops after the first epoch whose mean
+    training loss is at most that (so that models of different sizes can be trained to the same loss;
+    ``epochs`` is then the most it may take). Returns the per-epoch mean training loss and the final test
+    accuracy; the model is left in eval mode on ``device`` (default :func:`config.device`).
     """
     checks.model("model", model, trainable=True)
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a utils.data.Dataset, got {type(data).__name__}")
     epochs, batch_size = checks.integer("epochs", epochs), checks.integer("batch_size", batch_size)
     lr, weight_decay = checks.positive("lr", lr), checks.non_negative("weight_decay", weight_decay)
+    target_loss = None if target_loss is None else checks.positive("target_loss", target_loss)
     checks.one_of("optimizer", optimizer, ("adam", "sgd"))
     if checks.flag("augment", augment) and len(data.input_shape) != 3:
         raise ValueError("augment=True needs image inputs (C, H, W)")
@@ -102,6 +106,8 @@ def fit(
         for _ in bar:
             history["loss"].append(_epoch(model, x, y, batch_size, opt, sched, gen, augment, amp))
             bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            if target_loss is not None and history["loss"][-1] <= target_loss:
+                break
     model.eval()
     history["test_accuracy"] = [evaluate(model, data.x_test.to(dev), data.y_test.to(dev))]
     return history
@@ -137,6 +143,7 @@ class Recipe:
     augment: bool = False
     mixed_precision: bool = False
     width: int | None = None
+    target_loss: float | None = None
 
     def training(self) -> dict:
         """The keywords of :func:`fit`."""
