@@ -73,6 +73,24 @@ def test_hyperplane_distance_and_linear_boundary_with_normalization():
         geometry.hyperplane_distance(x, torch.ones(3), 0.0)
 
 
+def test_walking_a_linear_models_lines_finds_the_analytic_distances_in_double_precision():
+    """Chapter 1's §1.2 exactness check, as a test of the code (a claim of the chapter until issue 20): along the
+    normal the boundary is |wᵀx + b|/‖w‖ away, along a direction at angle θ to it r/|cos θ|, to 10⁻⁶."""
+    torch.manual_seed(0)
+    model = MLP(2, (), 2, mean=torch.tensor([0.3, 0.6]), std=torch.tensor([0.5, 2.0])).double()
+    w, b = geometry.linear_boundary(model)
+    x = torch.rand(200, 2, dtype=torch.float64)
+    r = geometry.hyperplane_distance(x, w, b)
+    walked = geometry.line_distance(model, x, w.expand_as(x), min_radius=1e-8)
+    assert ((walked - r).abs() / r).max() < 1e-6
+    u = budgets.sample_sphere(len(x), (2,), generator=torch.Generator().manual_seed(1)).double()
+    cos = (u @ w / w.norm()).abs()
+    oblique = geometry.line_distance(model, x, u, max_radius=1e3, min_radius=1e-8)
+    reached = torch.isfinite(oblique)
+    assert reached.float().mean() > 0.9
+    assert ((oblique - r / cos).abs() / (r / cos))[reached].max() < 1e-6
+
+
 def test_margin_with_and_without_labels():
     model = half_plane()
     x = torch.tensor([[0.9, 0.0], [0.1, 0.0]])

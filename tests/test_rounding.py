@@ -95,7 +95,9 @@ def test_hessian_diagonal_and_the_rounding_prediction_match_the_exact_hessian():
     g = weights.gradient(model, x, y)
     r = ch4.rounding_analysis(model, x, y, 4, diag_h=diag, grad_at_theta=g, n_pairs=64,
                                       generator=torch.Generator().manual_seed(0))
-    assert set(r) == {"bits", "predicted", "spread", "noise", "rtn", "rtn_first", "rtn_second"} and r["spread"] > 0
+    assert set(r) == {"bits", "predicted", "spread", "adversarial gain", "weights", "noise", "noise sd", "rtn", "rtn z",
+                      "rtn_first", "rtn_second"} and r["spread"] > 0 and r["noise sd"] > 0
+    assert r["weights"] == sum(p.numel() for p in model.parameters() if p.dim() >= 2)
     assert r["predicted"] == pytest.approx(exact, rel=0.1)
     with pytest.raises(ValueError, match="layers names unknown weight tensors"):
         ch4.rounding_analysis(model, x, y, 4, diag_h=diag, grad_at_theta=g, layers=["nope"])

@@ -142,9 +142,14 @@ def section_of(entry_id: str) -> str:
         if cell["cell_type"] == "markdown":
             found = re.findall(r"^## (\d+\.\d+)", text, flags=re.M)
             section = f"§{found[-1]}" if found else section
-        elif f'id="{entry_id}"' in text:
+        elif any(_id_pattern(written).fullmatch(entry_id) for written in re.findall(r'id=f?"([^"]+)"', text)):
             return section
-    return section
+    return f"ch. {int(chapter[:2])}"
+
+
+def _id_pattern(written: str) -> re.Pattern:
+    """The ids an ``id="…"`` or ``id=f"…"`` argument can produce: an f-string's fields match any text."""
+    return re.compile(".+".join(re.escape(part) for part in re.split(r"\{[^}]*\}", written)))
 
 
 def _section_key(section: str) -> tuple[int, int]:

@@ -32,32 +32,38 @@ def rounding_analysis(
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
     """Rounding the weight tensors ``layers`` (default: all) on the grid ``spec`` (a number of bits:
-    :meth:`QuantSpec.for_weights`),
-    seen as a weight perturbation δ, with the curvature estimated once for all calls (``diag_h``, from
-    :func:`curvature.hessian_diagonal`, and the gradient ``grad_at_theta``):
+    :meth:`QuantSpec.for_weights`), seen as a weight perturbation δ, with the curvature estimated once for all
+    calls (``diag_h``, from :func:`curvature.hessian_diagonal`, and the gradient ``grad_at_theta``):
 
-    - ``predicted``: E[ΔL] = Σᵢ (Δᵢ²/24)·Hᵢᵢ for noise with rounding's variance Δᵢ²/12;
-    - ``spread``: the standard deviation √(Σᵢ gᵢ²Δᵢ²/12) of the first-order term gᵀδ for such noise;
-    - ``noise``: measured ½[L(θ+u) + L(θ−u)] − L(θ) for uniform noise u (``n_pairs`` antithetic pairs), whose
-      first-order term cancels;
-    - ``rtn``: measured ΔL of round-to-nearest, and ``rtn_first`` = gᵀδ, ``rtn_second`` = ½δᵀHδ of its
-      actual error δ.
+    - ``predicted``: E[ΔL] = Σᵢ (Δᵢ²/24)·Hᵢᵢ for noise with rounding's variance Δᵢ²/12 (second order);
+    - ``spread``: √(Σᵢ gᵢ²Δᵢ²/12), the standard deviation of the first-order term gᵀδ for such noise;
+    - ``adversarial gain``: Σᵢ |gᵢ|Δᵢ/2, the first-order gain adversarial rounding collects on average, and
+      ``weights``: the number P of weights rounded (the gain is about √P times the spread);
+    - ``noise``: measured ½[L(θ+u) + L(θ−u)] − L(θ) for uniform noise u with rounding's distribution
+      (``n_pairs`` antithetic pairs), whose first-order term cancels; ``noise sd``: the standard deviation of
+      the 2·``n_pairs`` one-sided changes L(θ ± u) − L(θ), the spread of one draw;
+    - ``rtn``: measured ΔL of round-to-nearest, ``rtn z`` = (rtn − mean of the one-sided changes) / noise sd,
+      and ``rtn_first`` = gᵀδ, ``rtn_second`` = ½δᵀHδ of its actual error δ.
     """
     spec = as_spec(spec, "weights")
     layers = check_layers(model, layers)
-    n_pairs = checks.integer("n_pairs", n_pairs)
+    n_pairs = checks.integer("n_pairs", n_pairs, minimum=2)
     steps = rounding.step_sizes(model, spec, layers=layers)
     gen = config.resolve_generator(generator, checks.model_device(model))
     base = weights.loss_surface(model, x, y, [steps], torch.zeros(1, 1))[0].item()
     noise = [rounding.uniform_noise(model, spec, layers=layers, generator=gen) for _ in range(n_pairs)]
     antithetic = torch.cat([torch.eye(n_pairs), -torch.eye(n_pairs)])
-    noise_loss = weights.loss_surface(model, x, y, noise, antithetic)[0].mean().item()
+    one_sided = weights.loss_surface(model, x, y, noise, antithetic)[0] - base
     error = rounding.rounding_error(model, spec, layers=layers)
-    rtn_loss = weights.loss_surface(model, x, y, [error], torch.ones(1, 1))[0].item()
+    rtn_loss = weights.loss_surface(model, x, y, [error], torch.ones(1, 1))[0].item() - base
     first, second = curvature.quadratic_terms(model, x, y, error, grad_at_theta=grad_at_theta)
+    sd = one_sided.std().item()
     return {"bits": spec.bits, "predicted": rounding.predicted_increase(diag_h, steps),
-            "spread": rounding.first_order_spread(grad_at_theta, steps), "noise": noise_loss - base,
-            "rtn": rtn_loss - base, "rtn_first": first, "rtn_second": second}
+            "spread": rounding.first_order_spread(grad_at_theta, steps),
+            "adversarial gain": rounding.adversarial_gain(grad_at_theta, steps),
+            "weights": sum(int(torch.count_nonzero(t)) for t in steps.values()),
+            "noise": one_sided.mean().item(), "noise sd": sd, "rtn": rtn_loss,
+            "rtn z": (rtn_loss - one_sided.mean().item()) / max(sd, 1e-30), "rtn_first": first, "rtn_second": second}
 
 
 def rounding_grid(
