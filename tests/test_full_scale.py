@@ -27,12 +27,17 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 SMOKE_SIZES = {  # per chapter: the full scale's sizes cut down to a few seconds each on the CPU
     "01": dict(dims=[2, 16, 32], n_points=16, n_directions=4),  # two dimensions of at least 16 for the tail fit
     "02": dict(n_eval=48, n_geometry=12, n_draws=2, n_lines=4, n_rare=8),
-    "03": dict(n_eval=48, n_draws=2, n_probes=2, widths=[16, 32], width_seeds=1, flips=[0, 1, 2], n_flip_fit=32,
-               n_pairs=2),
+    "03": dict(n_eval=48, n_draws=2, n_probes=2, width_seeds=1, flips=[0, 1, 2], n_flip_fit=32, n_pairs=2),
     "04": dict(n_eval=48, replicas=1, n_noise=1, n_stochastic=3, n_h2=1, n_probes=2, n_pairs=2, top_k=2,
                onnx_batch=4),
-    "05": dict(n_eval=48, qat_epochs=1, replicas=1),
-    "06": dict(n_eval=48),
+    "06": dict(n_eval=48, qat_epochs=1, replicas=1),
+    "07": dict(n_eval=48),
+}
+SMOKE_CODE = {  # per chapter: further cuts that are not in its SIZES (module-level settings of its module)
+    "03": """from utils.chapters import ch03_weight_perturbations as _ch3
+_ch3.FAMILIES["full"] = {k: _ch3.Family(f.model, f.depth, f.widths[:2]) for k, f in _ch3.FAMILIES["full"].items()}
+_ch3.WIDTH_RECIPE = _train.Recipe(epochs=2, lr=1e-3, batch_size=64, target_loss=0.01)
+""",
 }
 INJECTED = """# injected by tests/test_full_scale.py: the full scale's code paths at smoke-test sizes
 SCALE = "full"
@@ -88,7 +93,7 @@ def with_injected_sizes(path: Path) -> nbformat.NotebookNode:
     """The notebook with a cell after its parameters cell that switches to the full scale at smoke sizes."""
     nb = nbformat.read(path, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
-    source = INJECTED.format(sizes=SMOKE_SIZES[path.name[:2]])
+    source = INJECTED.format(sizes=SMOKE_SIZES[path.name[:2]]) + SMOKE_CODE.get(path.name[:2], "")
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
     return nb
 

@@ -254,3 +254,26 @@ def test_weight_space_functions_use_eval_mode_and_restore_a_batchnorm_models_mod
     in_train_mode = compute(net, x, y)
     assert net.training and net[1].training and torch.equal(net[1].running_mean, stats)
     assert torch.allclose(in_train_mode, compute(net.eval(), x, y), atol=1e-5)
+
+
+def test_the_second_order_expansion_holds_for_small_steps_on_a_smooth_loss():
+    """Chapter 3's checks of Taylor's theorem, as tests of the code (they were claims before issue 20): on a loss
+    that is smooth in the weights (a linear classifier's cross-entropy), the antithetic loss change along the top
+    Hessian eigenvector is ½ε²λ_max, and the change along the adversary's direction is gᵀδ + ½δᵀHδ, to third order."""
+    torch.manual_seed(0)
+    model = MLP(3, (), 3).double().eval()
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 3, generator=gen, dtype=torch.float64), torch.randint(0, 3, (64,), generator=gen)
+    top, vecs = curvature.top_eigenvalues(model, x, y, k=1, iters=500, tol=1e-10, vectors=True,
+                                          generator=torch.Generator().manual_seed(1))
+    u1 = weights.unflatten(vecs[:, 0].double(), weights.parameters_of(model))
+    base = train.mean_loss(model, x, y)
+    for eps in (1e-2, 3e-2):
+        loss = weights.loss_surface(model, x, y, [u1], torch.tensor([[eps], [-eps]], dtype=torch.float64))[0]
+        assert (loss.mean().item() - base) == pytest.approx(0.5 * eps**2 * top[0].item(), rel=0.02)
+    d = directions.adversarial_direction(model, x, y, eps=0.03, relative=False)
+    delta = {n: 0.03 * v for n, v in d.items()}
+    first, second = curvature.quadratic_terms(model, x, y, delta)
+    with weights.perturbed(model, d, 0.03):
+        measured = train.mean_loss(model, x, y) - base
+    assert measured == pytest.approx(first + second, rel=0.05)

@@ -69,11 +69,13 @@ def _probes(
     chunk = config.batch("probes") if chunk is None else checks.integer("chunk", chunk)
     dev = checks.model_device(model)
     size = flatten(parameters_of(model)).numel()
-    s = flatten(check_direction(model, scale, "scale")).to(dev) if scale is not None else torch.ones(size, device=dev)
+    dtype = flatten(parameters_of(model)).dtype
+    s = (flatten(check_direction(model, scale, "scale")).to(dev, dtype) if scale is not None
+         else torch.ones(size, device=dev, dtype=dtype))
     gen = config.resolve_generator(generator, dev)
     for start in range(0, n_probes, chunk):
         k = min(chunk, n_probes - start)
-        yield s * (torch.randint(0, 2, (k, size), generator=gen, device=gen.device).to(dev) * 2 - 1).float()
+        yield s * (torch.randint(0, 2, (k, size), generator=gen, device=gen.device).to(dev) * 2 - 1).to(dtype)
 
 
 @config.full_precision()
@@ -109,7 +111,8 @@ def hessian_diagonal(
     mean = total / n
     se = ((sq / n - mean.pow(2)).clamp_min(0) * n / (n - 1) / n).sqrt()
     like = parameters_of(model)
-    return unflatten(mean.float(), like), unflatten(se.float(), like)
+    dtype = flatten(like).dtype
+    return unflatten(mean.to(dtype), like), unflatten(se.to(dtype), like)
 
 
 @config.full_precision()
@@ -128,7 +131,8 @@ def top_eigenvalues(
         raise ValueError(f"k = {k} exceeds the number of parameters ({size})")
     hvp, dev = batched_hvp(model, x, y), checks.model_device(model)
     gen = config.resolve_generator(generator, dev)
-    basis = torch.linalg.qr(torch.randn(size, k, generator=gen, device=gen.device).to(dev)).Q
+    dtype = flatten(parameters_of(model)).dtype
+    basis = torch.linalg.qr(torch.randn(size, k, generator=gen, device=gen.device).to(dev, dtype)).Q
     previous = None
     for _ in range(iters):
         hv = hvp(basis.T).T  # (P, k)
