@@ -111,7 +111,8 @@ def linear_refit(model: nn.Module, quantized: nn.Module, layer: str, x_fit: torc
     modules = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     nxt, nxt_q = (modules[names.index(layer) + 1],
                   [m for m in quantized.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][names.index(layer) + 1])
-    w, b = nxt.weight.detach().flatten(1).double(), nxt.bias.detach().double()
+    w = nxt.weight.detach().flatten(1).double()
+    b = nxt.bias.detach().double() if nxt.bias is not None else torch.zeros(len(w), dtype=w.dtype, device=w.device)
 
     def rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, h_q = _next_input(model, nxt, x).double(), _next_input(quantized, nxt_q, x).double()
