@@ -192,7 +192,7 @@ def test_weights_that_no_longer_give_their_accuracy_are_retrained(isolated_root,
         saved["checksum"] = checkpoints.checksum(saved["state_dict"])
 
     alter(path, scramble_consistently)
-    with pytest.warns(UserWarning, match="give test accuracy .* not the .* they were saved with; retraining"):
+    with pytest.warns(UserWarning, match="give test accuracy .* saved with them\\); retraining, and replacing"):
         train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
     assert len(counted_fit) == 2
 
@@ -206,16 +206,31 @@ def test_an_unwritable_cache_warns_and_keeps_the_trained_model(isolated_root, co
     assert train.evaluate(model, ds.x_test, ds.y_test) > 0.8 and len(counted_fit) == 1
 
 
-def test_a_folder_at_the_cache_path_is_reported_and_leaves_no_temporary_file(isolated_root, counted_fit):
+def test_an_empty_folder_at_the_cache_path_is_replaced_by_the_checkpoint(isolated_root, counted_fit):
     train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
     path = checkpoint_file(isolated_root)
     path.unlink()
     path.mkdir()
     with pytest.warns(UserWarning) as record:
         train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
-    messages = " ".join(str(w.message) for w in record)
-    assert "not a regular file" in messages and "could not cache" in messages
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert len(record) == 1 and "a folder, not a checkpoint file" in str(record[0].message)
+    assert "replacing them" in str(record[0].message)
+    assert path.is_file() and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
+    assert len(counted_fit) == 2  # repaired: the third call loads it
+
+
+def test_a_full_folder_at_the_cache_path_is_reported_once_and_left_alone(isolated_root, counted_fit):
+    train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
+    path = checkpoint_file(isolated_root)
+    path.unlink()
+    (path / "notes").mkdir(parents=True)
+    with pytest.warns(UserWarning) as record:
+        model = train.pretrained("mlp", "moons", recipe=RECIPE, progress=False)
+    assert len(record) == 1, [str(w.message) for w in record]
+    assert "a folder that is not empty is in its place: remove" in str(record[0].message)
+    assert (path / "notes").is_dir() and isinstance(model, torch.nn.Module)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left behind
 
 
 def test_pretrained_weights_do_not_depend_on_what_ran_before(tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ def project(x0: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor, *, nor
     by min(1, ε/‖δ‖₂); L∞: each δᵢ clamped to [−ε, ε]), then clipped to the image box [0, 1]. ``eps`` is a
     number or one value per sample."""
     checks.one_of("norm", norm, NORMS)
-    checks.batch(x0)
+    checks.batch(x0, x_name="x0")
     checks.tensor("x", x)
     if x.shape != x0.shape:
         raise ValueError(f"x must be shaped like x0 {tuple(x0.shape)}, got {tuple(x.shape)}")

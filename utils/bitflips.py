@@ -38,7 +38,9 @@ def int8_codes(model: nn.Module) -> Codes:
 def flip_bits(q: torch.Tensor, bit: torch.Tensor | int) -> torch.Tensor:
     """Flip bit ``bit`` (0 = least significant, 7 = sign) of int8 two's-complement codes q (held as int64)."""
     checks.tensor("q", q, floating=False)
-    if q.dtype != torch.int64 or (q.numel() and (q.min() < -128 or q.max() > 127)):
+    if q.dtype != torch.int64:
+        raise TypeError(f"q must hold int64 codes, got dtype {q.dtype}")
+    if q.numel() and (q.min() < -128 or q.max() > 127):
         raise ValueError("q must be int64 codes in the int8 range [-128, 127]")
     bit_t = torch.as_tensor(bit, device=q.device)
     if bit_t.is_floating_point() or bit_t.dtype == torch.bool or (bit_t < 0).any() or (bit_t > 7).any():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -104,6 +105,46 @@ def generator(name: str, value: Any) -> torch.Generator | None:
     return value
 
 
+def device(name: str, value: Any) -> torch.device:
+    """A ``torch.device`` (or its name: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) that exists here."""
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be a torch.device or a device name such as 'cpu' or 'cuda', got {_shown(value)}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        dev = None
+    count = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+             "mps": int(torch.backends.mps.is_available())}
+    if dev is None or count.get(dev.type, 0) == 0 or (dev.index or 0) >= count[dev.type]:
+        here = ["'cpu'"] + (["'cuda'", f"'cuda:0'…'cuda:{count['cuda'] - 1}'"] if count["cuda"] else []) + (
+            ["'mps'"] if count["mps"] else [])
+        raise ValueError(f"{name} must be a device available on this machine ({', '.join(here)}); got {value!r}")
+    return dev
+
+
+def sequence(name: str, value: Any, *, min_len: int = 0) -> list:
+    """A list or tuple (a string is not taken for a sequence of its characters) of at least ``min_len``
+    items, returned as a list."""
+    if not isinstance(value, (list, tuple)):
+        kind = "a string" if isinstance(value, (str, bytes)) else _shown(value)
+        raise TypeError(f"{name} must be a list or tuple, got {kind}")
+    if len(value) < min_len:
+        raise ValueError(f"{name} must hold at least {min_len} item{'s' * (min_len > 1)}, got {len(value)}")
+    return list(value)
+
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def plain_name(name: str, value: Any) -> str:
+    """A name that is safe as part of a file name: letters, digits, ``_ . + -``, not starting with a dot
+    (so it cannot leave the folder it is put in)."""
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"{name} must be a plain name (letters, digits, '_', '.', '+', '-'; no path), "
+                         f"got {_shown(value)}")
+    return value
+
+
 def tensor(
     name: str, value: Any, *, floating: bool = True, finite: bool = True, min_dim: int = 0,
     shape: tuple[int, ...] | None = None,
@@ -179,6 +220,10 @@ def accepts(model: nn.Module, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         with torch.no_grad(), eval_mode(model):
             return model(x[:1].to(model_device(model)))
     except RuntimeError as err:
+        dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        if x.is_floating_point() and dtypes and x.dtype not in dtypes:
+            raise TypeError(f"{name} has dtype {x.dtype}, but the model computes in {', '.join(map(str, dtypes))}: "
+                            f"convert one to the other (e.g. {name}.to(torch.float32), or model.double())") from None
         raise ValueError(f"{name} has inputs of shape {tuple(x.shape[1:])}, which the model cannot take "
                          f"({str(err).splitlines()[0]})") from None
 

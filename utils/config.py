@@ -138,14 +138,14 @@ def derived_seed(*key: object, seed: int | None = None) -> int:
 def generator(*key: object, device: torch.device | str | None = None, seed: int | None = None) -> torch.Generator:
     """A fresh ``torch.Generator`` on ``device`` (default: the CPU) seeded by :func:`derived_seed` of the
     book's seed and ``key``: the same draws for the same seed and key, independent ones otherwise."""
-    gen = torch.Generator(device=torch.device(device) if device is not None else "cpu")
+    gen = torch.Generator(device=checks.device("device", device) if device is not None else "cpu")
     return gen.manual_seed(derived_seed(*key, seed=seed))
 
 
 def stream(device: torch.device | str | None = None) -> torch.Generator:
     """The book's own random stream on ``device``, for calls that pass no generator: seeded from the book's
     seed when first used (and again after :func:`use`), never the caller's global generator."""
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dev = checks.device("device", device) if device is not None else torch.device("cpu")
     name = str(dev)
     if name not in _streams:
         _streams[name] = generator("default stream", device=dev)
@@ -194,10 +194,74 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+OUTPUTS = {  # every folder the book writes to: kind → (the setting that moves it, its default under the root)
+    "checkpoints": ("BOOK_CHECKPOINTS", "data/checkpoints"), "data": ("BOOK_DATA", "data"),
+    "onnx": ("BOOK_ONNX", "data/onnx"), "claims": ("BOOK_CLAIMS_DIR", "data/claims"),
+}
+
+
+def output_dir(kind: str, *, writable: bool = False) -> Path:
+    """The folder for ``kind`` (one of :data:`OUTPUTS`): its setting (an environment variable, e.g.
+    ``BOOK_CHECKPOINTS``) if set, else its default under :func:`project_root`. With ``writable`` the folder is
+    created if needed, and a folder that cannot be written raises a ``PermissionError`` naming the setting."""
+    setting, default = OUTPUTS[checks.one_of("kind", kind, tuple(OUTPUTS))]
+    folder = resolve(os.environ.get(setting) or default)
+    if checks.flag("writable", writable):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(13, "permission denied")
+        except OSError as err:
+            raise PermissionError(cannot_write(kind, folder, err)) from None
+    return folder
+
+
+def cannot_write(kind: str, folder: Path, err: OSError | None = None) -> str:
+    """The message for a folder of ``kind`` that cannot be written: which folder, why, and the setting that
+    moves it (e.g. ``BOOK_CHECKPOINTS``)."""
+    setting = OUTPUTS[checks.one_of("kind", kind, tuple(OUTPUTS))][0]
+    why = f" ({err.strerror or type(err).__name__})" if err is not None else ""
+    return (f"the {kind} folder {folder} cannot be written{why}: set {setting} to a folder you can write, e.g. "
+            f"os.environ[{setting!r}] = '/tmp/book-{kind}' before the chapter's first cell, or "
+            f"`export {setting}=~/book-{kind}` in the shell")
+
+
+def can_write(path: str | os.PathLike[str]) -> bool:
+    """Whether a file could be created at ``path``: the nearest existing folder on its way is writable."""
+    folder = Path(path).parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed over ``path``: readers
+    see the old file or the new one, never half of one. The file gets a normal file's permissions (0666
+    minus the umask, so that a group or everyone can read a shared cache), not a temporary file's 0600."""
+    path = Path(path)
+    for attempt in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{attempt}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name next to {path}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def checkpoints_dir() -> Path:
     """Where trained models are cached: ``$BOOK_CHECKPOINTS`` (e.g. a folder on a mounted Google Drive,
-    so that Colab runtimes share them), else ``data/checkpoints`` under the project root."""
-    return resolve(os.environ.get("BOOK_CHECKPOINTS") or "data/checkpoints")
+    so that Colab runtimes share them, or a course's shared folder), else ``data/checkpoints`` under the
+    project root (:func:`output_dir`)."""
+    return output_dir("checkpoints")
 
 
 def progress_options(progress: bool) -> dict:

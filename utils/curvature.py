@@ -173,6 +173,10 @@ def direction_statistics(
       the same laws for such noise: ``z`` = (gᵀδ/‖δ‖) / √(Σ gᵢ²σᵢ² / Σ σᵢ²), ≈ N(0, 1), and the expected
       share Σᵢ σᵢ² Σⱼ Vᵢⱼ² / Σᵢ σᵢ².
     """
+    for name, value in (("delta", delta), ("grad_at_theta", grad_at_theta), ("variance", variance)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict of tensors (a direction), got {type(value).__name__}")
+    checks.tensor("eigvecs", eigvecs, min_dim=2)
     d, g = flatten(delta), flatten(grad_at_theta).to(flatten(delta))
     if d.shape != g.shape or eigvecs.dim() != 2 or eigvecs.shape[0] != d.numel():
         raise ValueError(f"delta, grad_at_theta and eigvecs must match: {d.numel()} entries, "

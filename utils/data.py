@@ -10,9 +10,11 @@ Labels are ``int64``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import socket
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +59,28 @@ class Dataset:
         """Shape of one input, e.g. ``(2,)`` for toy points or ``(1, 8, 8)`` for digits."""
         return tuple(self.x_train.shape[1:])
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the four tensors (dtype, shape and bytes) and the number of classes, computed once: what
+        a cached model trained on this data is filed under (two data sets that share a name and size but
+        not their contents get different models)."""
+        digest = hashlib.sha256(str(self.num_classes).encode())
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            t = t.detach().cpu().contiguous()
+            digest.update(f"|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        return digest.hexdigest()
+
     def to(self, device: torch.device | str) -> Dataset:
         """The same data on ``device``."""
+        device = checks.device("device", device)
         return replace(self, **{f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")})
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, *,
                generator: torch.Generator | None = None) -> Dataset:
         """``n_train`` training and ``n_test`` test examples (``None`` keeps all): the first ones, or a random
         choice drawn with ``generator``."""
-        parts = {}
+        parts, generator = {}, checks.generator("generator", generator)
         for split, n in (("train", n_train), ("test", n_test)):
             if n is None:
                 continue
@@ -79,7 +94,7 @@ class Dataset:
 def load_dataset(
     name: str,
     *,
-    root: str | Path = "data",
+    root: str | Path | None = None,
     download: bool = True,
     seed: int | None = None,
     n_samples: int = 2000,
@@ -90,8 +105,10 @@ def load_dataset(
     ``seed`` (default: the book's seed, :data:`config.SEED`) draws the toy points and the digits
     train/test split (70/30, stratified); the torchvision data sets use their official split.
     ``n_samples`` (toy sets only) is split half/half into train and test, and ``noise`` overrides the toy
-    set's default noise level. A relative ``root`` is taken from the book's root folder. Raises
-    :class:`DatasetUnavailableError` when files are missing and cannot be downloaded, or are corrupt.
+    set's default noise level. Downloaded files go to ``root`` (default: ``$BOOK_DATA``, else ``data`` under
+    the book's root folder; a relative ``root`` is taken from the book's root folder). Raises
+    :class:`DatasetUnavailableError` when files are missing and cannot be downloaded (a folder that cannot be
+    written says which setting moves it), or are corrupt (naming the file).
     """
     checks.one_of("name", name, NAMES)
     seed = config.SEED if seed is None else checks.integer("seed", seed, minimum=0)
@@ -99,7 +116,7 @@ def load_dataset(
         return _toy(name, seed=seed, n_samples=n_samples, noise=noise)
     if name == "digits":
         return _digits(seed)
-    root = config.resolve(root)
+    root = config.output_dir("data") if root is None else config.resolve(root)
     download = checks.flag("download", download)
     if name == "cifar10":
         return _cifar10(root, download)
@@ -182,6 +199,8 @@ def _fetch(name: str, folder: Path, expected: list[str], urls: list[str], downlo
         return
     if not download:
         raise _unavailable(name, folder, missing, urls, "the files are not on disk and download=False")
+    if not config.can_write(folder / "x"):
+        raise _unavailable(name, folder, missing, urls, config.cannot_write("data", folder))
     try:
         with _bounded_download():
             get()
@@ -203,12 +222,14 @@ def _mnist_like(name: str, root: Path, download: bool) -> Dataset:
     _fetch(name, folder, expected, urls, download, lambda: cls(str(root), train=True, download=True))
     parts = []
     for prefix in ("train", "t10k"):
-        images = read_idx(folder / f"{prefix}-images-idx3-ubyte", dims=3)
-        labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte", dims=1)
-        if len(images) != len(labels) or images.dtype != np.uint8 or (len(labels) and labels.max() > 9):
-            raise DatasetUnavailableError(
-                f"{folder} holds {prefix} files that do not match: {len(images)} images ({images.dtype}) and "
-                f"{len(labels)} labels (largest {labels.max() if len(labels) else '-'}); download them again")
+        image_file, label_file = folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"
+        images, labels = read_idx(image_file, dims=3, dtype=np.uint8), read_idx(label_file, dims=1, dtype=np.uint8)
+        if len(labels) and labels.max() > 9:
+            raise DatasetUnavailableError(f"{label_file} is not a valid data file: its labels run up to "
+                                          f"{labels.max()}, outside the ten classes 0–9; download it again")
+        if len(images) != len(labels):
+            raise DatasetUnavailableError(f"{image_file} and {label_file} do not match: {len(images)} images and "
+                                          f"{len(labels)} labels; download them again")
         parts += [torch.from_numpy(images.copy()).float()[:, None] / 255.0, torch.from_numpy(labels.astype(np.int64))]
     return Dataset(*parts, num_classes=10, name=name)
 

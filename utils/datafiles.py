@@ -15,6 +15,8 @@ format checks plus the restricted unpickler are what make a file harmless. Every
 from __future__ import annotations
 
 import io
+import math
+import os
 import pickle
 from pathlib import Path
 
@@ -35,16 +37,23 @@ class DatasetUnavailableError(RuntimeError):
 
 
 def _fail(path: Path, why: str) -> DatasetUnavailableError:
+    """The error for a data file that fails validation: the file, why, and how to get a good copy."""
     return DatasetUnavailableError(f"{path} is not a valid data file: {why}. Delete it and download the data set "
                             "again (load_dataset(..., download=True)), or copy a good file in its place.")
 
 
-def read_idx(path: Path, *, dims: int) -> np.ndarray:
-    """The array stored in the IDX file ``path``, which must have ``dims`` dimensions."""
+def read_idx(path: Path, *, dims: int, dtype: np.dtype | type | None = None) -> np.ndarray:
+    """The array stored in the IDX file ``path``, which must have ``dims`` dimensions (and hold values of
+    ``dtype``, if given: MNIST's images and labels are unsigned bytes)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= 255:
+        raise ValueError(f"dims must be an integer in [1, 255], got {dims!r}")
+    path = Path(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = path.read_bytes()
     except OSError as err:
-        raise _fail(Path(path), f"it cannot be read ({err.strerror})") from None
+        raise _fail(path, f"it cannot be read ({err.strerror})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
         raise _fail(path, "it does not start with an IDX magic number")
     if raw[3] != dims:
@@ -53,11 +62,13 @@ def read_idx(path: Path, *, dims: int) -> np.ndarray:
     if len(raw) < header:
         raise _fail(path, "its header is cut short")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    stored = np.dtype(IDX_TYPES[raw[2]])
+    if dtype is not None and stored != np.dtype(dtype):
+        raise _fail(path, f"it holds {stored} values, {np.dtype(dtype)} were expected")
+    expected = header + math.prod(shape) * stored.itemsize  # Python integers: a huge header cannot overflow
     if len(raw) != expected:
         raise _fail(path, f"its header announces shape {shape} ({expected} bytes) but the file has {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=stored, offset=header).reshape(shape)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -71,6 +82,8 @@ class _ArraysOnly(pickle.Unpickler):
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 from one CIFAR-10 python batch file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -87,7 +100,10 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise _fail(path, "its 'data' is not a uint8 array of rows of 3,072 pixel values")
     if not isinstance(labels, list) or len(labels) != len(data) or not all(isinstance(v, int) for v in labels):
         raise _fail(path, "its 'labels' are not a list of integers, one per image")
-    y = np.asarray(labels, dtype=np.int64)
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except OverflowError:
+        raise _fail(path, "its labels include integers far outside the ten classes 0–9") from None
     if len(y) and (y.min() < 0 or y.max() > 9):
         raise _fail(path, f"its labels run from {y.min()} to {y.max()}, outside the ten classes 0–9")
     return data.reshape(-1, 3, 32, 32), y

@@ -54,8 +54,16 @@ def onnx_benchmark(
     threads, batch = checks.integer("threads", threads), checks.integer("batch", batch)
     n_agree, repeats = checks.integer("n_agree", n_agree), checks.integer("repeats", repeats, minimum=3)
     budget_s = checks.positive("budget_s", budget_s)
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a str or os.PathLike, got {type(folder).__name__}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        raise PermissionError(f"cannot write the ONNX files in {folder} ({err.strerror or err}): pass a folder you "
+                              "can write; the chapters use config.output_dir('onnx'), set by BOOK_ONNX") from None
     paths = {"float32": folder / "model.onnx", "prepared": folder / "prepared.onnx", "int8": folder / "int8.onnx"}
     cpu_model, xs = copy.deepcopy(model).cpu().eval(), x.detach().cpu()
     # dynamic batch size given by position, whatever the model's forward argument is called

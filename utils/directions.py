@@ -88,6 +88,8 @@ def halving_size(
         raise ValueError(f"low must be below high, got low = {low} and high = {high}")
     n_bisect = checks.integer("n_bisect", n_bisect)
     check_data(model, x, y)
+    checks.batch(x_fit, y_fit, x_name="x_fit", y_name="y_fit")
+    checks.labels("y_fit", y_fit, len(x_fit), checks.classes(model, x_fit))
 
     def halves(s: float) -> bool:
         with perturbed(model, adversarial_direction(model, x_fit, y_fit, eps=s), s):

@@ -35,11 +35,15 @@ class Explorer:
 
     def __init__(self, controls: dict, draw: Callable[..., None], static: Callable[[], plt.Figure], *,
                  panels: int = 2, size: tuple[float, float] = (4.6, 3.4)) -> None:
-        if not controls or not callable(draw) or not callable(static):
-            raise ValueError("an explorer needs controls, a draw function and a static figure")
+        if not isinstance(controls, dict) or not controls:
+            raise ValueError(f"an explorer needs controls: controls must be a non-empty dict of name → ipywidget, "
+                             f"got {controls!r}")
+        for name, fn in (("draw", draw), ("static", static)):
+            if not callable(fn):
+                raise TypeError(f"{name} must be callable, got {fn!r}")
         self.controls, self._draw, self._static = controls, draw, static
         self.panels = checks.integer("panels", panels)
-        self.size = size
+        self.size = _size(size)
         self._widget = self._image = self._figure = self._canvas = self._axes = None
 
     def values(self) -> dict:
@@ -101,9 +105,23 @@ class Explorer:
         return bundle
 
 
+def _size(size: tuple[float, float]) -> tuple[float, float]:
+    """A panel size (width, height) in inches, both positive."""
+    size = checks.sequence("size", size)
+    if len(size) != 2:
+        raise ValueError(f"size must be (width, height) in inches, got {size!r}")
+    return checks.positive("size[0]", size[0]), checks.positive("size[1]", size[1])
+
+
 def small_multiples(values: list, draw_one: Callable[[plt.Axes, object], None], *, title: str,
                     ncols: int = 4, size: tuple[float, float] = (3.4, 2.9)) -> plt.Figure:
     """One panel per value, drawn by ``draw_one(ax, value)``: a static counterpart of a slider."""
+    values = checks.sequence("values", values, min_len=1)
+    if not callable(draw_one):
+        raise TypeError(f"draw_one must be callable, got {draw_one!r}")
+    if not isinstance(title, str):
+        raise TypeError(f"title must be a string, got {title!r}")
+    ncols, size = checks.integer("ncols", ncols), _size(size)
     nrows, ncols = -(-len(values) // ncols), min(ncols, len(values))
     fig, axes = plotting.subplots(ncols, nrows, width=size[0], height=size[1], layout="constrained")
     for ax, value in zip(axes.flat, values, strict=False):
@@ -117,6 +135,9 @@ def small_multiples(values: list, draw_one: Callable[[plt.Axes, object], None], 
 def slider(options: list, value: object, description: str) -> object:
     """A ``SelectionSlider`` over ``options`` (core ipywidgets, in 7.7 and 8) that updates when released."""
     import ipywidgets as widgets
+
+    options = checks.sequence("options", options, min_len=1)
+    checks.one_of("value", value, options)
 
     return widgets.SelectionSlider(options=options, value=value, description=description, continuous_update=False,
                                    style={"description_width": "initial"})

@@ -37,6 +37,8 @@ def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> 
 def logit_margin(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`margin` from logits ``z`` of shape ``(N, K)`` already computed (differentiable)."""
     checks.tensor("z", z, min_dim=2, finite=False)
+    if z.dim() != 2 or z.shape[1] < 2:
+        raise ValueError(f"z must have at least 2 classes (logits shaped (N, K), K >= 2), got {tuple(z.shape)}")
     if y is not None:
         checks.labels("y", y, len(z), z.shape[1])
     if y is None:
@@ -53,6 +55,7 @@ def margin_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     nearest boundary between them (exactly normal for a linear model)."""
     checks.model("model", model)
     checks.batch(x)
+    checks.accepts(model, x)
     with checks.eval_mode(model):
         xd = x.detach().to(checks.model_device(model)).requires_grad_(True)
         z = model(xd)
@@ -132,6 +135,7 @@ def distance_along(
 def line_distance(model: nn.Module, x: torch.Tensor, directions: torch.Tensor, **kwargs) -> torch.Tensor:
     """Distance to the boundary along the line through x in direction ±u: min(distance_along(u),
     distance_along(−u)). Same shapes and keywords as :func:`distance_along`."""
+    checks.batch(x)
     checks.tensor("directions", directions)
     per_sample = directions.shape == x.shape
     both = torch.stack([directions, -directions], dim=1) if per_sample else torch.cat([directions, -directions], 1)
@@ -155,7 +159,10 @@ def flat_boundary_flip_probability(dim: int, t: float | np.ndarray) -> np.ndarra
     distance r in ℝ^dim: P(cos θ ≥ 1/t) = ½·(1 − I_{1/t²}(½, (dim−1)/2)) for t ≥ 1 (I the regularized
     incomplete Beta function), and 0 for t < 1."""
     dim = checks.integer("dim", dim, minimum=2)
-    t = np.asarray(t, dtype=float)
+    try:
+        t = np.asarray(t, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"t must be a number or an array of numbers, got {t!r}") from None
     if not np.isfinite(t).all() or (t < 0).any():
         raise ValueError(f"t must be finite and >= 0, got {t}")
     with np.errstate(divide="ignore"):
@@ -170,12 +177,19 @@ def normal_and_random_radii(
     """Per point: r_normal, the distance along the descent direction −∇ₓ(z₍₁₎ − z₍₂₎) (the linearized
     shortest way to the boundary, shape ``(N,)``; pass ``descent`` if it is already computed), and the
     distances along ``n_directions`` uniformly random lines through it (shape ``(N, n_directions)``).
-    Keywords go to :func:`distance_along`."""
+    r_normal is ``inf`` at a point where the margin's gradient is zero (no normal to walk along). Keywords
+    go to :func:`distance_along`."""
     n_directions = checks.integer("n_directions", n_directions)
+    checks.batch(x)
     if descent is not None:
         checks.tensor("descent", descent, shape=tuple(x.shape))
+        if (descent.flatten(1).norm(dim=1) == 0).any():
+            raise ValueError("descent must be non-zero in every row (a zero direction has no line to walk)")
     descent = -margin_gradient(model, x) if descent is None else descent
-    r_normal = distance_along(model, x, descent, **kwargs)
+    moving = descent.flatten(1).norm(dim=1) > 0
+    r_normal = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
+    if moving.any():
+        r_normal[moving] = distance_along(model, x[moving], descent[moving], **kwargs)
     dirs = sample_sphere(len(x) * n_directions, tuple(x.shape[1:]), generator=generator).to(x.device)
     return r_normal, line_distance(model, x, dirs.view(len(x), n_directions, *x.shape[1:]), **kwargs)
 
@@ -197,6 +211,12 @@ def hyperplane_distance(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | floa
     """Euclidean distance from each row of x to the hyperplane {z : wᵀz + b = 0}: |wᵀx + b| / ‖w‖₂."""
     checks.tensor("x", x)
     checks.tensor("w", w)
+    if isinstance(b, torch.Tensor) and b.numel() != 1:
+        raise TypeError(f"b must be a real number or a one-element tensor, got shape {tuple(b.shape)}")
+    if not (isinstance(b, torch.Tensor) and b.is_floating_point() and torch.isfinite(b).all()):
+        b = checks.number("b", b)
     if x.dim() != 2 or w.dim() != 1 or x.shape[1] != w.shape[0]:
         raise ValueError(f"need x shaped (N, D) and w shaped (D,), got {tuple(x.shape)} and {tuple(w.shape)}")
+    if not w.any():
+        raise ValueError("w must be non-zero (a zero normal defines no hyperplane)")
     return (x @ w + b).abs() / w.norm()

@@ -19,6 +19,9 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: torch.Tensor | float = 0.0, std: torch.Tensor | float = 1.0) -> None:
         super().__init__()
+        for name, value in (("mean", mean), ("std", std)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+                raise TypeError(f"{name} must be a number or a tensor, got {value!r}")
         mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
         checks.tensor("mean", mean)
         if not torch.isfinite(std).all() or (std <= 0).any():
@@ -124,6 +127,9 @@ def resnet18(
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of images ``(N, C, H, W)`` shaped ``(C, 1, 1)``; per-feature for ``(N, D)``."""
     checks.batch(x)
+    if x.dim() in (2, 4) and x.numel() // (x.shape[1] if x.dim() > 1 else 1) < 2:
+        raise ValueError(f"x must hold at least 2 values per channel or feature to estimate a standard deviation, "
+                         f"got shape {tuple(x.shape)}")
     if x.dim() == 4:
         return x.mean(dim=(0, 2, 3)).view(-1, 1, 1), x.std(dim=(0, 2, 3)).clamp_min(1e-3).view(-1, 1, 1)
     if x.dim() == 2:

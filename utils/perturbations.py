@@ -62,11 +62,24 @@ INPUT_METHODS: dict[str, InputMethod] = {}
 ROUNDING_METHODS: dict[str, RoundingMethod] = {}
 
 
+def _name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    return name
+
+
+def _callable(fn: Callable) -> Callable:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {fn!r}")
+    return fn
+
+
 def input_method(name: str, *, random: bool) -> Callable[[Callable], Callable]:
     """Register ``fn`` as the input perturbation ``name`` (a decorator; the function is returned unchanged)."""
+    name, random = _name(name), checks.flag("random", random)
 
     def register(fn: Callable) -> Callable:
-        INPUT_METHODS[name] = InputMethod(name, fn, checks.flag("random", random))
+        INPUT_METHODS[name] = InputMethod(name, _callable(fn), random)
         return fn
 
     return register
@@ -74,10 +87,11 @@ def input_method(name: str, *, random: bool) -> Callable[[Callable], Callable]:
 
 def rounding_method(name: str, *, variance: float | None, fit: bool = False) -> Callable[[Callable], Callable]:
     """Register ``fn`` as the rounding method ``name`` (a decorator; the function is returned unchanged)."""
+    name, fit = _name(name), checks.flag("fit", fit)
+    variance = None if variance is None else checks.positive("variance", variance)
 
     def register(fn: Callable) -> Callable:
-        ROUNDING_METHODS[name] = RoundingMethod(name, fn, None if variance is None else checks.positive(
-            "variance", variance), checks.flag("fit", fit))
+        ROUNDING_METHODS[name] = RoundingMethod(name, _callable(fn), variance, fit)
         return fn
 
     return register

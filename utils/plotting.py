@@ -53,7 +53,15 @@ def loglog_with_fit(
     fit_label: str | None = None,
 ) -> None:
     """Plot points (x, y) on log-log axes with the fitted line log y = intercept + slope · log x."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
+    try:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+    except (TypeError, ValueError):
+        raise TypeError("x and y must be numbers") from None
+    if x.shape != y.shape or x.ndim != 1 or not len(x):
+        raise ValueError(f"x and y must be 1-D arrays of equal length, got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()) or (x <= 0).any() or (y <= 0).any():
+        raise ValueError("x and y must be finite and positive on log-log axes")
+    slope, intercept = checks.number("slope", slope), checks.number("intercept", intercept)
     ax.loglog(x, y, "o", label=label)
     xs = np.geomspace(x.min(), x.max(), 100)
     ax.loglog(xs, np.exp(intercept) * xs**slope, "-", alpha=0.8,
@@ -84,6 +92,12 @@ def table(frame: pd.DataFrame, *, digits: int = 3, percent: Sequence[str] = (), 
           caption: str | None = None) -> Styler:
     """A DataFrame styled for reading: numbers to ``digits`` significant digits, the ``percent`` columns as
     percentages, NaN shown as an empty cell, and optionally no index column."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    digits, index = checks.integer("digits", digits), checks.flag("index", index)
+    percent = checks.sequence("percent", percent)
+    if caption is not None and not isinstance(caption, str):
+        raise TypeError(f"caption must be a string or None, got {type(caption).__name__}")
     formats = {c: (lambda v: "" if pd.isna(v) else f"{v:.1%}") for c in percent}
     uuid = hashlib.sha256(frame.to_csv().encode()).hexdigest()[:8]  # stable HTML ids: outputs do not change
     style = frame.style.set_uuid(uuid).format(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import checks
-from .quant import MSE, QuantSpec, as_spec, fake_quantize_ste, fake_quantize_unchecked, qparams, quantize
+from .quant import MSE, QuantSpec, as_spec, fake_quantize_ste_unchecked, fake_quantize_unchecked, qparams, quantize
 
 
 def weight_names(model: nn.Module) -> list[str]:
@@ -40,6 +40,8 @@ def map_weights(model: nn.Module, fn: Callable[[str, torch.Tensor], torch.Tensor
                 layers: list[str] | None = None) -> nn.Module:
     """A copy of the model with every weight tensor w in ``layers`` (default: all) replaced by fn(name, w),
     which must return a tensor of w's shape; the original is untouched."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable as fn(name, weight), got {fn!r}")
     chosen = check_layers(model, layers)
     out = copy.deepcopy(model)
     params = dict(out.named_parameters())
@@ -76,7 +78,7 @@ class _InputQuantizer:
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x, scale, zero = inputs[0], self.scale.to(inputs[0].device), self.zero.to(inputs[0].device)
         if self.straight_through:
-            return (fake_quantize_ste(x, scale, zero, self.spec), *inputs[1:])
+            return (fake_quantize_ste_unchecked(x, scale, zero, self.spec), *inputs[1:])
         return (fake_quantize_unchecked(x, scale, zero, self.spec, None), *inputs[1:])
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import checks
-from .quant import MinMax, QuantSpec, as_spec, code_range, fake_quantize_ste, from_range, qparams
+from .quant import MinMax, QuantSpec, as_spec, code_range, fake_quantize_ste_unchecked, from_range, qparams
 
 
 class FakeQuantize(nn.Module):
@@ -81,7 +81,7 @@ class FakeQuantize(nn.Module):
         scale, zero = self._grid(x)
         if self.noise and self.training:  # noise drawn from torch's stream: it is part of training, like dropout
             return x + scale.detach() * (torch.rand_like(x) - 0.5)
-        return fake_quantize_ste(x, scale, zero, self.spec)
+        return fake_quantize_ste_unchecked(x, scale, zero, self.spec)
 
 
 def prepare_qat(
@@ -131,8 +131,8 @@ def latent_model(qat_model: nn.Module, like: nn.Module) -> nn.Module:
     state = {k.replace(".parametrizations.weight.original", ".weight"): v
              for k, v in checks.model("qat_model", qat_model).state_dict().items()}
     out = copy.deepcopy(like)
-    missing = [k for k in out.state_dict() if k not in state]
+    missing = [k for k, v in out.state_dict().items() if k not in state or state[k].shape != v.shape]
     if missing:
-        raise ValueError(f"qat_model was not prepared from a model like this one: missing {missing[:3]}")
+        raise ValueError(f"qat_model was not prepared from a model like this one: missing or reshaped {missing[:3]}")
     out.load_state_dict({k: state[k] for k in out.state_dict()})
     return out

@@ -272,7 +272,15 @@ def fake_quantize_ste(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Te
     estimator (STE) in the backward pass: ∂x̂/∂x = 1 where x/Δ + z lies in [q_min, q_max], 0 where it is
     clipped; a ``scale`` that requires grad gets LSQ's gradient round(v) − v inside the range and q_min or
     q_max outside."""
-    spec = as_spec(spec).but(rounding="nearest")
+    spec = as_spec(spec)
+    _check_grid(x, scale, zero_point)
+    return fake_quantize_ste_unchecked(x, scale, zero_point, spec)
+
+
+def fake_quantize_ste_unchecked(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                                spec: QuantSpec) -> torch.Tensor:
+    """:func:`fake_quantize_ste` without the checks: the kernel of every training step's forward pass."""
+    spec = spec.but(rounding="nearest")
     q_min, q_max = code_range(spec)
     v = (x / scale + zero_point).clamp(q_min, q_max)  # clamp passes gradient only inside the range
     surrogate = (v + (torch.round(v) - v).detach() - zero_point) * scale

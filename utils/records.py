@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ class ClaimRecordError(RuntimeError):
 
 def claims_dir() -> Path:
     """Where records are written and read: ``$BOOK_CLAIMS_DIR``, else ``data/claims`` under the root."""
-    return config.resolve(os.environ.get("BOOK_CLAIMS_DIR") or COMMITTED_DIR)
+    return config.output_dir("claims")
 
 
 def records_folder(*, scale: str | None = None, seed: int | None = None, root: str | Path | None = None) -> Path:
@@ -79,23 +77,15 @@ def notebook_digest(chapter: str, *, folder: str | Path = "chapters") -> str | N
 
 
 def _write(path: Path, record: dict) -> None:
-    """Write a record atomically: to a temporary file in the same folder, then renamed over the old one. A
-    folder that cannot be written gets an error naming it and the setting that moves the records."""
+    """Write a record atomically (:func:`config.write_atomically`: the old file or the new one, never half of
+    one, with a normal file's permissions, so a shared records folder is readable by the group). A folder that
+    cannot be written gets an error naming it and the setting that moves the records (``BOOK_CLAIMS_DIR``)."""
+    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        config.write_atomically(path, text.encode())
     except OSError as err:
-        raise PermissionError(f"cannot write the chapter's record in {path.parent} ({err.strerror}): set "
-                              "BOOK_CLAIMS_DIR to a folder you can write (e.g. os.environ['BOOK_CLAIMS_DIR'] = "
-                              "'/tmp/my-records' before the chapter's first cell)") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise PermissionError(config.cannot_write("claims", path.parent, err)) from None
 
 
 def begin(chapter: str) -> Path:

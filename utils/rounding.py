@@ -137,8 +137,16 @@ def uniform_noise(
 
 
 def _check_pair(a: Direction, b: Direction, names: str) -> None:
+    """Two directions of one model: the same names, each pair of tensors of one shape, all finite."""
     if not isinstance(a, dict) or not isinstance(b, dict) or set(a) != set(b):
         raise ValueError(f"{names} must be directions of the same model")
+    first, second = names.split(" and ")
+    for n in a:
+        checks.tensor(f"{first}[{n!r}]", a[n])
+        checks.tensor(f"{second}[{n!r}]", b[n])
+        if a[n].shape != b[n].shape:
+            raise ValueError(f"{first}[{n!r}] and {second}[{n!r}] must have one shape, got {tuple(a[n].shape)} "
+                             f"and {tuple(b[n].shape)}")
 
 
 def predicted_increase(diag_h: Direction, steps: Direction) -> float:

@@ -10,7 +10,6 @@ a local generator derived from the book's seed.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,14 +76,19 @@ def fit(
     checks.model("model", model, trainable=True)
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a utils.data.Dataset, got {type(data).__name__}")
+    outputs, top = checks.classes(model, data.x_train), int(data.y_train.max())
+    if top >= outputs:
+        raise ValueError(f"data has labels up to {top} but the model outputs {outputs} logits (classes 0 … "
+                         f"{outputs - 1}): build the model for this data, e.g. models.build_model(name, data)")
     epochs, batch_size = checks.integer("epochs", epochs), checks.integer("batch_size", batch_size)
     lr, weight_decay = checks.positive("lr", lr), checks.non_negative("weight_decay", weight_decay)
     target_loss = None if target_loss is None else checks.positive("target_loss", target_loss)
     checks.one_of("optimizer", optimizer, ("adam", "sgd"))
     if checks.flag("augment", augment) and len(data.input_shape) != 3:
         raise ValueError("augment=True needs image inputs (C, H, W)")
-    dev = torch.device(device) if device is not None else config.device()
+    dev = checks.device("device", device) if device is not None else config.device()
     gen = checks.generator("generator", generator) or config.generator("fit", data.name, device=dev)
+    progress = checks.flag("progress", progress)
     amp = checks.flag("mixed_precision", mixed_precision) and dev.type == "cuda"
     model.to(dev, memory_format=torch.channels_last if amp and len(data.input_shape) == 3 else torch.preserve_format)
     model.train()
@@ -145,6 +149,19 @@ class Recipe:
     width: int | None = None
     target_loss: float | None = None
 
+    def __post_init__(self) -> None:
+        checks.integer("epochs", self.epochs)
+        checks.positive("lr", self.lr)
+        checks.integer("batch_size", self.batch_size)
+        checks.one_of("optimizer", self.optimizer, ("adam", "sgd"))
+        checks.non_negative("weight_decay", self.weight_decay)
+        checks.flag("augment", self.augment)
+        checks.flag("mixed_precision", self.mixed_precision)
+        if self.width is not None:
+            checks.integer("width", self.width)
+        if self.target_loss is not None:
+            checks.positive("target_loss", self.target_loss)
+
     def training(self) -> dict:
         """The keywords of :func:`fit`."""
         return {k: v for k, v in asdict(self).items() if k != "width"}
@@ -180,10 +197,17 @@ def pretrained(
     ``seed`` (default: the book's seed), from the cache in ``root`` (default :func:`config.checkpoints_dir`)
     when a verified checkpoint is there, else trained now and cached. Returned in eval mode on the CPU.
 
-    ``data`` may pass the already loaded data set (it must be ``dataset_name``, split with the same seed).
+    ``data`` may pass the already loaded data set (``dataset_name``, or another data set of that name: the
+    cache key covers a fingerprint of its contents, so different data never gets another's model). A
+    checkpoint that cannot be used is reported once and retrained (and replaced, when the cache can be
+    written: a read-only cache is used as it is).
     """
     checks.one_of("model_name", model_name, MODELS)
+    checks.plain_name("dataset_name", dataset_name)
     seed = config.SEED if seed is None else checks.integer("seed", seed, minimum=0)
+    if hidden is not None and not isinstance(hidden, int):
+        checks.sequence("hidden", hidden)  # a list or tuple of widths (each checked by the model)
+    progress = checks.flag("progress", progress)
     if recipe is None:
         if (model_name, dataset_name) not in RECIPES:
             known = ", ".join(f"{m}/{d}" for m, d in RECIPES)
@@ -196,7 +220,7 @@ def pretrained(
     elif not isinstance(data, Dataset) or data.name != dataset_name:
         raise ValueError(f"data must be the Dataset {dataset_name!r}, got {getattr(data, 'name', data)!r}")
     key = {"model": model_name, "dataset": dataset_name, "seed": seed, "hidden": hidden, "recipe": asdict(recipe),
-           "format": CACHE_FORMAT, "n_train": len(data.y_train)}
+           "format": CACHE_FORMAT, "n_train": len(data.y_train), "data": data.fingerprint}
 
     def fresh() -> nn.Module:
         with torch.random.fork_rng(devices=[]):  # initial weights from the seed; the caller's stream untouched
@@ -215,8 +239,7 @@ def pretrained(
         accuracy = probe_accuracy(model)
         if cached[1] is not None and abs(accuracy - cached[1]) <= 0.01:
             return model.cpu().eval()
-        warnings.warn(f"cached weights {path} give test accuracy {accuracy:.3f}, not the {cached[1]} they were "
-                      "saved with; retraining", stacklevel=2)
+        checkpoints.report(path, f"they give test accuracy {accuracy:.3f}, not the {cached[1]:.3f} saved with them")
         model = fresh()
     gen = config.generator("fit", model_name, dataset_name, hidden, seed=seed, device=config.device())
     fit(model, data, generator=gen, progress=progress, **recipe.training())

@@ -45,12 +45,19 @@ def check_direction(model: nn.Module, direction: Direction, name: str = "directi
 
 def flatten(direction: Direction) -> torch.Tensor:
     """All entries of a direction as one vector (in the dict's order)."""
+    if not isinstance(direction, dict) or not all(isinstance(t, torch.Tensor) for t in direction.values()):
+        raise TypeError(f"direction must be a dict of tensors, got {type(direction).__name__}")
+    if not direction:
+        raise ValueError("direction must hold at least one tensor, got an empty dict")
     return torch.cat([t.reshape(-1) for t in direction.values()])
 
 
 def unflatten(vector: torch.Tensor, like: Direction) -> Direction:
     """The inverse of :func:`flatten`: a vector (or a batch of them, along the last axis) cut into tensors
     shaped like ``like``'s."""
+    checks.tensor("vector", vector, min_dim=1, finite=False)
+    if not isinstance(like, dict) or not like:
+        raise TypeError(f"like must be a non-empty direction (a dict of tensors), got {type(like).__name__}")
     sizes = [t.numel() for t in like.values()]
     if vector.shape[-1] != sum(sizes):
         raise ValueError(f"vector has {vector.shape[-1]} entries, the direction {sum(sizes)}")
