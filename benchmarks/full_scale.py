@@ -147,6 +147,17 @@ STAGES = [
      1_000 * (30 + 500), "weights"),
     ("4", "stochastic roundings: 20 × (loss + one HVP), 1,000 images", "resnet", "Hessian-vector product",
      20 * 1_000, "weights"),
+    ("5", "QAT reference: 3 bit-widths × 2 epochs × 50k (bf16)", "resnet", "training step", 3 * 2 * 50_000,
+     "train"),
+    ("5", "6 methods × 3 bit-widths + first layer (2 × 20 draws) + grids (2 × 5), 1,000 test images", "resnet",
+     "forward", (18 + 40 + 10) * 1_000, "inference"),
+    ("5", "calibration passes: bias correction, GPTQ, AdaRound inputs, 3 × 3 bit-widths × 512 images", "resnet",
+     "forward", 9 * 512, "inference"),
+    ("5", "Hessian diagonal (16 probes) + quadratic terms (6 HVPs), 1,000 images", "resnet",
+     "Hessian-vector product", 1_000 * 22, "weights"),
+    # AdaRound's steps work on the layers' Gram matrices, not on images: Σ_layers out·d² multiply-adds per step,
+    # 38 G for ResNet-18, × 2 (forward and backward) × 1,000 steps × 3 bit-widths ≈ 0.23 PFLOP; GPTQ's Cholesky
+    # factorizations are Σ d³/3 ≈ 0.1 TFLOP. Neither is counted in the stages.
     ("6", "QAT: 3 bit-widths + noise × 2 + W4A4 ≈ 6 runs × 2 epochs × 50k (bf16)", "resnet",
      "training step", 6 * 2 * 50_000, "train"),
     ("6", "who compensates: 2 experiments × (3 retrainings + 1 float reference) × 2 epochs × 50k (bf16)", "resnet",

@@ -30,6 +30,7 @@ SMOKE_SIZES = {  # per chapter: the full scale's sizes cut down to a few seconds
     "03": dict(n_eval=48, n_draws=2, n_probes=2, width_seeds=1, flips=[0, 1, 2], n_flip_fit=32, n_pairs=2),
     "04": dict(n_eval=48, replicas=1, n_noise=1, n_stochastic=3, n_h2=1, n_probes=2, n_pairs=2, top_k=2,
                onnx_batch=4),
+    "05": dict(n_eval=48, replicas=1, qat_epochs=1, adaround_steps=5, n_stochastic=3, n_probes=2),
     "06": dict(n_eval=48, qat_epochs=1, replicas=1),
     "07": dict(n_eval=48),
 }

@@ -10,7 +10,7 @@ The import graph is one-way, from the foundations up (the README's module table 
   registries of named methods): ``geometry``, ``noise``, ``attacks`` in input space; ``weights``,
   ``directions``, ``curvature`` in weight space;
 - quantization, one vocabulary (``quant.QuantSpec``): ``quant``, ``ptq``, ``rounding``, ``bitflips``,
-  ``qat``, ``deploy``;
+  ``equalization`` and ``compensation`` (bias correction, equalization, AdaRound, GPTQ), ``qat``, ``deploy``;
 - records of what the chapters found: ``recordformat``, ``records``, ``claims``, ``predictions``, ``evidence``,
   ``reproducibility``;
 - the chapters: ``setups`` (a chapter's first and last steps), ``explorers`` (interactive figures), and
@@ -26,6 +26,7 @@ from . import (
     checkpoints,
     checks,
     claims,
+    compensation,
     config,
     contents,
     curvature,
@@ -33,6 +34,7 @@ from . import (
     datafiles,
     deploy,
     directions,
+    equalization,
     evidence,
     explorers,
     geometry,
@@ -63,6 +65,7 @@ __all__ = [
     "checkpoints",
     "checks",
     "claims",
+    "compensation",
     "config",
     "contents",
     "curvature",
@@ -70,6 +73,7 @@ __all__ = [
     "datafiles",
     "deploy",
     "directions",
+    "equalization",
     "evidence",
     "explorers",
     "geometry",
