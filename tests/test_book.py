@@ -3,6 +3,8 @@ warnings as errors and shows each chapter's figures and math."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,18 @@ def test_chapter_is_committed_executed_in_order_and_clean(path):
 def test_colab_setup_cell_clones_the_configured_repository(path):
     first_code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     assert f"git clone -q {repository_url()} " in "".join(first_code["source"])
+
+
+def test_setup_cell_names_a_foreign_utils_package_instead_of_importing_it(tmp_path):
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    first_code = next(c for c in json.loads(CHAPTERS[0].read_text())["cells"] if c["cell_type"] == "code")
+    code = TransformerManager().transform_cell("".join(first_code["source"]))  # the magics as Python calls
+    (tmp_path / "utils.py").write_text("# someone else's utils\n")
+    foreign = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert foreign.returncode != 0 and f"finds {tmp_path / 'utils.py'}, not this book's package" in foreign.stderr
+    ours = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "chapters", capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
 
 
 @pytest.fixture(scope="session")

@@ -91,11 +91,13 @@ def load(per_scale: PerScale, *, n_eval: int | None = None, n_fit: int = 512, se
 def start(chapter: str, *, scale: str | None = None, seed: int | None = None) -> config.Settings:
     """A chapter's first step: choose the scale and seed (``None``: from the environment; see
     :func:`config.use`), set the figure style, start recording the chapter's claims, print what runs where,
-    and warn when the full scale is about to run without a GPU."""
+    and warn when the full scale is about to run without a GPU (with the time to expect)."""
     settings = config.use(scale, seed)
     plotting.set_style()
     records.begin(chapter)
-    print(f"scale: {settings.scale} · seed: {settings.seed} · device: {config.device()}")
+    dev = config.device()
+    gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
+    print(f"scale: {settings.scale} · seed: {settings.seed} · device: {dev}{gpu}")
     config.warn_if_slow()
     return settings
 
