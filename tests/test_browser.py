@@ -14,60 +14,25 @@ which skips it.
 import functools
 import http.server
 import json
-import os
 import re
-import shutil
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import chromium
 import pytest
 from book_build import build_book, source_of, toc_docnames
 
-SKIP_VARIABLE = "BOOK_SKIP_BROWSER"
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# Debian's Chromium, headless, quiet: without the background-networking flags it keeps calling home, and the
-# resolver rule makes every host but the local server unreachable even below Playwright's request routing.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 DESKTOP = {"width": 1280, "height": 900}
 NARROW = 400
 # the pages of the book, plus Sphinx's own search (with a query, so that it searches) and index pages
 PAGES = [f"{name}.html" for name in toc_docnames()] + ["search.html?q=quantization", "genindex.html"]
 
 
-def chromium_executable() -> str:
-    """The machine's Chromium, or a failure that says how to install one (or how to skip the test)."""
-    if os.environ.get(SKIP_VARIABLE) == "1":
-        pytest.skip(f"browser test skipped: {SKIP_VARIABLE}=1")
-    how = (
-        "Install Chromium (Debian/Ubuntu: `sudo apt-get install chromium`; or point BOOK_CHROMIUM at a Chromium or "
-        f"Chrome executable), or skip this test with {SKIP_VARIABLE}=1 in the environment."
-    )
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail(f"The browser test needs Playwright (`make test` installs it). {how}", pytrace=False)
-    found = os.environ.get("BOOK_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
-    if not found:
-        pytest.fail(f"The browser test of the rendered book found no Chromium on PATH ({', '.join(BROWSERS)}). {how}",
-                    pytrace=False)
-    return found
-
-
 @pytest.fixture(scope="module")
 def browser():
-    executable = chromium_executable()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    yield from chromium.launched("the browser test of the rendered book")
 
 
 @pytest.fixture(scope="module")
@@ -213,16 +178,7 @@ def listed(what: str, items, limit: int = 6) -> list[str]:
 def test_page_reads_offline_in_a_browser(browser, site, page):
     html, base = site
     errors, failed, blocked = [], [], []
-    context = browser.new_context(viewport=DESKTOP, service_workers="block")
-
-    def route(request_route):
-        if request_route.request.url.startswith(base):
-            request_route.continue_()
-        else:
-            blocked.append(request_route.request.url)
-            request_route.abort()
-
-    context.route("**/*", route)
+    context = chromium.offline_context(browser, base, blocked, viewport=DESKTOP)
     tab = context.new_page()
     tab.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
     tab.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
@@ -289,3 +245,47 @@ def test_page_reads_offline_in_a_browser(browser, site, page):
         problems.append(f"at {NARROW} px the page scrolls sideways ({scroll_width} px wide): {sticking_out}")
     if problems:
         pytest.fail(f"{page}:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+REPORT_SEEN = r"""() => ({
+  images: [...document.images].length,
+  broken: [...document.images].filter(img => !img.complete || img.naturalWidth === 0).map(img => img.alt),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  wide: document.documentElement.scrollWidth > window.innerWidth + 1,
+})"""
+
+
+def test_the_readiness_report_reads_offline_and_links_into_the_book(browser, site, tmp_path):
+    """The HTML page of utils.readiness (a tiny model, few probes), opened from a file with the network blocked:
+    every figure is embedded and loads, nothing is fetched, and every "How to read it" link lands on an anchor
+    of the freshly built book."""
+    import torch
+
+    from tests.test_readiness import FAST, TinyNet
+    from utils import readiness
+    from utils.data import load_dataset
+
+    html, base = site
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    page = readiness.report(model, (data.x_test[:96], data.y_test[:96]), **FAST).write_html(
+        tmp_path / "report.html", book_url=base)
+    errors, fetched = [], []
+    context = chromium.offline_context(browser, "file:", fetched, viewport=DESKTOP)
+    tab = context.new_page()
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        tab.goto(page.as_uri(), wait_until="load", timeout=30000)
+        seen = tab.evaluate(REPORT_SEEN)
+    finally:
+        context.close()
+    assert not errors and not fetched, f"the report needs the network or fails: {errors + fetched}"
+    assert seen["images"] >= 6 and not seen["broken"], f"figures missing or broken: {seen}"
+    missing = []
+    for url in seen["links"]:
+        parts = urlsplit(url)
+        target = html / unquote(parts.path.removeprefix(urlsplit(base).path))
+        if not url.startswith(base) or not target.is_file() or unquote(parts.fragment) not in anchors_in(target):
+            missing.append(url)
+    assert len(seen["links"]) >= 6 and not missing, f"links that land nowhere in the book: {missing}"

@@ -33,6 +33,7 @@ SMOKE_SIZES = {  # per chapter: the full scale's sizes cut down to a few seconds
     "05": dict(n_eval=48, replicas=1, qat_epochs=1, adaround_steps=5, n_stochastic=3, n_probes=2),
     "06": dict(n_eval=48, qat_epochs=1, replicas=1),
     "07": dict(n_eval=48),
+    "08": dict(n_eval=48, replicas=1, n_probes=2, eig_iters=2, n_random=2, n_draws=1, max_flips=2),
 }
 SMOKE_CODE = {  # per chapter: further cuts that are not in its SIZES (module-level settings of its module)
     "03": """from utils.chapters import ch03_weight_perturbations as _ch3

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -61,9 +61,9 @@ def batched_hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[
     return hvps
 
 
-def _probes(
+def probes(
     model: nn.Module, n_probes: int, chunk: int | None, generator: torch.Generator | None, scale: Direction | None
-):
+) -> Iterator[torch.Tensor]:
     """Rademacher probes s ⊙ v, ``chunk`` at a time, drawn on the model's device, with the batched HVP."""
     n_probes = checks.integer("n_probes", n_probes, minimum=2)
     chunk = config.batch("probes") if chunk is None else checks.integer("chunk", chunk)
@@ -88,7 +88,7 @@ def hessian_trace(
     estimate is the weighted trace Σᵢ sᵢ² Hᵢᵢ = E[(s⊙v)ᵀH(s⊙v)] (s = 0 outside a layer restricts it to that
     layer). Probes are evaluated ``chunk`` at a time (default: :func:`config.batch`'s ``probes``)."""
     hvp = batched_hvp(model, x, y)
-    quad = torch.cat([(v * hvp(v)).sum(dim=1) for v in _probes(model, n_probes, chunk, generator, scale)]).double()
+    quad = torch.cat([(v * hvp(v)).sum(dim=1) for v in probes(model, n_probes, chunk, generator, scale)]).double()
     return quad.mean().item(), (quad.std() / math.sqrt(len(quad))).item()
 
 
@@ -103,7 +103,7 @@ def hessian_diagonal(
     hvp = batched_hvp(model, x, y)
     total = sq = None
     n = 0
-    for v in _probes(model, n_probes, chunk, generator, None):
+    for v in probes(model, n_probes, chunk, generator, None):
         d = (v * hvp(v)).double()
         total = d.sum(0) if total is None else total + d.sum(0)
         sq = d.pow(2).sum(0) if sq is None else sq + d.pow(2).sum(0)
