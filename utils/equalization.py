@@ -162,14 +162,19 @@ def bias_correction(model: nn.Module, quantized: nn.Module, x: torch.Tensor, *,
             return None
         return hook
 
-    hooks = [layer_of(out, n).register_forward_hook(correct(n)) for n in chosen]
+    _forward_once(out, x, [layer_of(out, n).register_forward_hook(correct(n)) for n in chosen])
+    return out
+
+
+def _forward_once(model: nn.Module, x: torch.Tensor, hooks: list) -> None:
+    """One forward pass of ``x`` in eval mode without gradients, for the forward ``hooks`` (their handles) to
+    read or change what the layers output; the hooks are removed afterwards, also on an error."""
     try:
-        with torch.no_grad(), checks.eval_mode(out):
-            out(x)
+        with torch.no_grad(), checks.eval_mode(model):
+            model(x)
     finally:
         for h in hooks:
             h.remove()
-    return out
 
 
 def _channel_mean(z: torch.Tensor) -> torch.Tensor:
@@ -197,14 +202,8 @@ def output_means(model: nn.Module, x: torch.Tensor, layers: list[str] | None = N
         return read
 
     modules = {n: layer_of(model, n) for n in chosen}
-    hooks = [(norms[m] if m.bias is None and m in norms else m).register_forward_hook(hook(n))
-             for n, m in modules.items()]
-    try:
-        with torch.no_grad(), checks.eval_mode(model):
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    _forward_once(model, x, [(norms[m] if m.bias is None and m in norms else m).register_forward_hook(hook(n))
+                             for n, m in modules.items()])
     return found
 
 
