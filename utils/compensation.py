@@ -22,6 +22,7 @@ from torch import nn
 
 from . import checks, perturbations
 from .equalization import Statistics, input_rows, layer_of, statistics
+from .outputs import hooked_forward_unchecked
 from .ptq import check_layers
 from .quant import QuantSpec, as_spec, fake_quantize_unchecked, qparams
 from .weights import Direction, difference
@@ -167,13 +168,7 @@ def layerwise(model: nn.Module, x: torch.Tensor, solve: Callable[[str, torch.Ten
                 mod.weight.copy_(new.reshape(mod.weight.shape))
         return replace
 
-    hooks = [layer_of(out, n).register_forward_pre_hook(hook(n)) for n in chosen]
-    try:
-        with torch.no_grad(), checks.eval_mode(out):
-            out(x.to(checks.model_device(out)))
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_forward_unchecked(out, x, [layer_of(out, n).register_forward_pre_hook(hook(n)) for n in chosen])
     return out
 
 

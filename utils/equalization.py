@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checks
+from .outputs import hooked_forward_unchecked
 from .ptq import check_layers
 from .weights import Direction, difference
 
@@ -83,13 +84,7 @@ def layer_statistics(model: nn.Module, x: torch.Tensor, layers: list[str] | None
                 found[name] = statistics(input_rows(mod, inputs[0].detach()))
         return read
 
-    hooks = [layer_of(model, n).register_forward_pre_hook(hook(n)) for n in chosen]
-    try:
-        with torch.no_grad(), checks.eval_mode(model):
-            model(x.to(checks.model_device(model)))
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_forward_unchecked(model, x, [layer_of(model, n).register_forward_pre_hook(hook(n)) for n in chosen])
     return found
 
 
@@ -162,19 +157,8 @@ def bias_correction(model: nn.Module, quantized: nn.Module, x: torch.Tensor, *,
             return None
         return hook
 
-    _forward_once(out, x, [layer_of(out, n).register_forward_hook(correct(n)) for n in chosen])
+    hooked_forward_unchecked(out, x, [layer_of(out, n).register_forward_hook(correct(n)) for n in chosen])
     return out
-
-
-def _forward_once(model: nn.Module, x: torch.Tensor, hooks: list) -> None:
-    """One forward pass of ``x`` in eval mode without gradients, for the forward ``hooks`` (their handles) to
-    read or change what the layers output; the hooks are removed afterwards, also on an error."""
-    try:
-        with torch.no_grad(), checks.eval_mode(model):
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
 
 
 def _channel_mean(z: torch.Tensor) -> torch.Tensor:
@@ -202,8 +186,8 @@ def output_means(model: nn.Module, x: torch.Tensor, layers: list[str] | None = N
         return read
 
     modules = {n: layer_of(model, n) for n in chosen}
-    _forward_once(model, x, [(norms[m] if m.bias is None and m in norms else m).register_forward_hook(hook(n))
-                             for n, m in modules.items()])
+    hooked_forward_unchecked(model, x, [(norms[m] if m.bias is None and m in norms else m).register_forward_hook(
+        hook(n)) for n, m in modules.items()])
     return found
 
 

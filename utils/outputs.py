@@ -14,6 +14,18 @@ from torch import nn
 from . import checks, config
 
 
+def hooked_forward_unchecked(model: nn.Module, x: torch.Tensor, hooks: list) -> None:
+    """One forward pass of ``x`` (on the model's device) in eval mode without gradients, for the forward ``hooks``
+    (their handles, already registered) to read or change what the layers see and output; the hooks are removed
+    afterwards, also on an error. A kernel: the caller has checked the arguments."""
+    try:
+        with torch.no_grad(), checks.eval_mode(model):
+            model(x.to(checks.model_device(model)))
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 @torch.no_grad()
 def logits_unchecked(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """:func:`logits` without the checks: a kernel for inner loops, whose arguments the caller has checked."""

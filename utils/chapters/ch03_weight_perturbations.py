@@ -15,7 +15,7 @@ from torch import nn
 from .. import checks, config, curvature, directions, explorers, weights
 from ..data import Dataset
 from ..geometry import margin
-from ..outputs import evaluate, mean_loss
+from ..outputs import evaluate, hooked_forward_unchecked, mean_loss
 from ..ptq import quantize_weights
 from ..setups import WEIGHT_SPACE, Setup
 from ..stats import power_law_fit
@@ -114,13 +114,8 @@ def alignment(model: nn.Module, x: torch.Tensor) -> list[dict[str, float]]:
     checks.batch(x)
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     seen: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, inp[0].detach())) for m in layers]
-    try:
-        with torch.no_grad(), checks.eval_mode(model):
-            model(x.to(checks.model_device(model)))
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_forward_unchecked(model, x, [m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(
+        mod, inp[0].detach())) for m in layers])
     rows = []
     for m in layers:
         w, h = m.weight.detach(), seen[m]
